@@ -1,0 +1,71 @@
+// `caliber eval` as a user runs it: the real binary, its JSON output and its error messages.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+const std::string kCaliber = std::string(CALIBER_BINARY_DIR) + "/cli/caliber";
+const std::string kModel = std::string(CALIBER_TESTDATA_DIR) + "/tinyllama-en";
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+CommandResult Exec(const std::string& args) {
+  const std::string cmd = kCaliber + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(EvalCli, JsonOnTokenIds) {
+  const CommandResult r = Exec("eval --model " + kModel + " --tokens " + kModel +
+                     "/heldout/heldout_tokens.i32 --max-windows 128 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_NEAR(j["ppl"].get<double>(), 97.29, 0.005);
+  EXPECT_EQ(j["windows"].get<int>(), 128);
+  EXPECT_EQ(j["tokens"].get<int>(), 128 * 255);
+  EXPECT_TRUE(j.contains("nll") && j.contains("seconds"));
+}
+
+TEST(EvalCli, RawTextIsTokenizedWithTheModelsTokenizer) {
+  const CommandResult r = Exec("eval --model " + kModel + " --text " + std::string(CALIBER_TESTDATA_DIR) +
+                     "/text/heldout_sample.txt --max-windows 8 --seq-len 128 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["windows"].get<int>(), 8);
+  // A trained model on in-domain English: far below uniform (4096).
+  EXPECT_LT(j["ppl"].get<double>(), 400.0);
+  EXPECT_GT(j["ppl"].get<double>(), 20.0);
+}
+
+TEST(EvalCli, BadInvocationsFailWithPreciseMessages) {
+  CommandResult r = Exec("eval --model /nonexistent/model --tokens x.i32");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("/nonexistent/model"), std::string::npos) << r.output;
+
+  r = Exec("eval --model " + kModel);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("exactly one of --text FILE or --tokens FILE"), std::string::npos) << r.output;
+
+  r = Exec("eval --model " + kModel + " --tokens " + kModel + "/config.json");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
+
+  r = Exec("frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unknown command 'frobnicate'"), std::string::npos) << r.output;
+}
+
+}  // namespace
