@@ -74,7 +74,7 @@ void BenchLlama3Layer(int tokens, int repeats, double peak) {
 
   const double layer_s = BestSeconds(repeats, [&] {
     MatrixF h = input;
-    DecoderLayerForward(c, w, rope, {1, tokens}, h, nullptr);
+    DecoderLayerForward(c, 0, w, rope, {1, tokens}, h, nullptr);
   });
   // The same seven linears alone, to split the layer's time.
   const MatrixF x_ff = Random(tokens, 14336, 1.0f, rng);

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/json_depth.h"
 #include "nlohmann/json.hpp"
 
 namespace caliber {
@@ -475,6 +476,18 @@ std::string_view ArchitectureName(Architecture arch) {
 
 absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text,
                                                   std::string_view label) {
+  // Real configs are a few KB and a few levels deep; bound both before building a DOM.
+  constexpr size_t kMaxConfigBytes = 4 << 20;
+  constexpr int kMaxConfigDepth = 16;
+  if (json_text.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(
+        Cat(label, ": ", std::to_string(json_text.size()), " bytes is too large for a config (limit ",
+            std::to_string(kMaxConfigBytes), ")"));
+  }
+  if (!JsonNestingWithin(json_text, kMaxConfigDepth)) {
+    return absl::InvalidArgumentError(
+        Cat(label, ": nests deeper than ", std::to_string(kMaxConfigDepth), " levels"));
+  }
   const json root = json::parse(json_text.begin(), json_text.end(), /*cb=*/nullptr,
                                 /*allow_exceptions=*/false);
   if (root.is_discarded()) {

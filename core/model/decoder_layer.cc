@@ -24,7 +24,7 @@ void Tap(LayerTaps* taps, LinearGroup group, MatrixF& x) {
 
 }  // namespace
 
-void DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, const RopeTable& rope,
+void DecoderLayerForward(const ModelConfig& c, int layer, const LayerWeights& w, const RopeTable& rope,
                          const SequenceBatch& batch, MatrixF& hidden, LayerTaps* taps) {
   const float eps = static_cast<float>(c.rms_norm_eps);
 
@@ -41,7 +41,7 @@ void DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, const Rope
   rope.Apply(q, batch.num_seqs, batch.seq_len, c.num_attention_heads, c.head_dim);
   rope.Apply(k, batch.num_seqs, batch.seq_len, c.num_key_value_heads, c.head_dim);
   const AttentionShape shape{batch.num_seqs,         batch.seq_len, c.num_attention_heads,
-                             c.num_key_value_heads, c.head_dim,    c.sliding_window};
+                             c.num_key_value_heads, c.head_dim,    c.LayerSlidingWindow(layer)};
   MatrixF attn = CausalAttention(q, k, v, shape);
   Tap(taps, LinearGroup::kO, attn);
   hidden += Apply(w.o, attn);

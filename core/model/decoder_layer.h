@@ -29,8 +29,10 @@ struct SequenceBatch {
   int seq_len = 0;  // every sequence starts at position 0
 };
 
-// hidden [num_seqs * seq_len x hidden_size] is updated in place. `taps` may be null.
-void DecoderLayerForward(const ModelConfig& config, const LayerWeights& weights,
+// Runs decoder layer number `layer` (which selects per-layer behaviour such as Qwen's
+// sliding-window layers). hidden [num_seqs * seq_len x hidden_size] is updated in place.
+// `taps` may be null.
+void DecoderLayerForward(const ModelConfig& config, int layer, const LayerWeights& weights,
                          const RopeTable& rope, const SequenceBatch& batch, MatrixF& hidden,
                          LayerTaps* taps);
 

@@ -48,7 +48,7 @@ absl::StatusOr<MatrixF> Model::Embed(absl::Span<const int32_t> ids) const {
 
 void Model::RunLayer(int layer, const SequenceBatch& batch, MatrixF& hidden,
                      LayerTaps* taps) const {
-  DecoderLayerForward(config_, weights_.layers[layer], rope_, batch, hidden, taps);
+  DecoderLayerForward(config_, layer, weights_.layers[layer], rope_, batch, hidden, taps);
 }
 
 MatrixF Model::Logits(const MatrixF& hidden) const {
