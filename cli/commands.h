@@ -5,5 +5,6 @@
 namespace caliber::cli {
 
 int RunEval(int argc, char** argv);
+int RunQuantize(int argc, char** argv);
 
 }  // namespace caliber::cli

@@ -16,6 +16,8 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"eval", "perplexity of a model on text or token ids", caliber::cli::RunEval},
+    {"quantize", "one-shot quantization of a model into a GPTQ checkpoint",
+     caliber::cli::RunQuantize},
 };
 
 void PrintUsage() {

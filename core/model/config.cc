@@ -446,6 +446,45 @@ absl::Status ParseSpecialTokens(const FieldReader& fields, ModelConfig& c) {
   return absl::OkStatus();
 }
 
+// quantization_config of a checkpoint Caliber can load (and dequantize): GPTQ v1 only.
+absl::Status ParseQuantization(const FieldReader& fields, ModelConfig& c) {
+  const json* q = fields.Find("quantization_config");
+  if (q == nullptr) return absl::OkStatus();
+  if (!q->is_object()) return fields.Invalid("quantization_config", "an object", *q);
+  const FieldReader qf(*q, fields.label(), "quantization_config.");
+  absl::StatusOr<std::optional<std::string>> method = qf.String("quant_method");
+  if (!method.ok()) return method.status();
+  if (!method->has_value() || **method != "gptq") {
+    return qf.Invalid("quant_method", Cat(method->has_value() ? Quoted(**method) : "(missing)",
+                                          " is not supported (supported: gptq)"));
+  }
+  absl::StatusOr<std::optional<std::string>> format = qf.String("checkpoint_format");
+  if (!format.ok()) return format.status();
+  if (format->has_value() && **format != "gptq") {
+    return qf.Invalid("checkpoint_format",
+                      Cat(Quoted(**format), " is not supported (supported: gptq)"));
+  }
+  GptqQuantization g;
+  absl::StatusOr<int> bits = qf.Int("bits", 2, 8);
+  if (!bits.ok()) return bits.status();
+  if (*bits != 2 && *bits != 3 && *bits != 4 && *bits != 8) {
+    return qf.Invalid("bits", "2, 3, 4 or 8", *qf.Find("bits"));
+  }
+  g.bits = *bits;
+  absl::StatusOr<int> group = qf.Int("group_size", -1, kMaxModelDim, -1);
+  if (!group.ok()) return group.status();
+  if (*group == 0) return qf.Invalid("group_size", "-1 or positive", *qf.Find("group_size"));
+  g.group_size = *group;
+  absl::StatusOr<bool> desc_act = qf.Bool("desc_act", false);
+  if (!desc_act.ok()) return desc_act.status();
+  g.desc_act = *desc_act;
+  absl::StatusOr<bool> sym = qf.Bool("sym", true);
+  if (!sym.ok()) return sym.status();
+  g.sym = *sym;
+  c.gptq = g;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
@@ -505,6 +544,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text,
   if (absl::Status s = ParseNumerics(fields, c); !s.ok()) return s;
   if (absl::Status s = ParseArchitectureFeatures(fields, c); !s.ok()) return s;
   if (absl::Status s = ParseSpecialTokens(fields, c); !s.ok()) return s;
+  if (absl::Status s = ParseQuantization(fields, c); !s.ok()) return s;
   // Informational; transformers v5 writes `dtype` instead of `torch_dtype`.
   for (std::string_view key : {"torch_dtype", "dtype"}) {
     const json* dtype = fields.Find(key);

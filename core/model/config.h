@@ -33,6 +33,15 @@ struct RopeScaling {
   int original_max_position_embeddings = 8192;
 };
 
+// quantization_config of a GPTQ v1 checkpoint (AutoGPTQ / vLLM layout), whose linears are
+// stored as qweight / qzeros / scales / g_idx instead of weight.
+struct GptqQuantization {
+  int bits = 4;
+  int group_size = -1;  // -1: one group per output channel
+  bool desc_act = false;
+  bool sym = true;
+};
+
 struct ModelConfig {
   Architecture arch = Architecture::kLlama;
   int hidden_size = 0;
@@ -57,6 +66,7 @@ struct ModelConfig {
   int sliding_window_first_layer = 0;
   std::optional<int> bos_token_id;
   std::vector<int> eos_token_ids;
+  std::optional<GptqQuantization> gptq;  // set for GPTQ-quantized checkpoints
   std::string torch_dtype;         // as written ("bfloat16", ...), informational
 
   int q_dim() const { return num_attention_heads * head_dim; }

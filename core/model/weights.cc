@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/formats/gptq_linear.h"
 
 namespace caliber {
 namespace {
@@ -37,7 +38,13 @@ std::vector<ExpectedTensor> LayerTensors(const ModelConfig& c, int layer) {
   std::vector<ExpectedTensor> out;
   for (const ModuleShape& m : LinearShapes(c)) {
     const std::string base = LayerTensorName(layer, LinearModuleName(m.module));
-    out.push_back({base + ".weight", {m.out, m.in}});
+    if (c.gptq) {
+      for (TensorSpec& t : GptqLinearTensors(base, int(m.out), int(m.in), *c.gptq)) {
+        out.push_back({std::move(t.name), std::move(t.shape)});
+      }
+    } else {
+      out.push_back({base + ".weight", {m.out, m.in}});
+    }
     if (m.bias) out.push_back({base + ".bias", {m.out}});
   }
   out.push_back({LayerTensorName(layer, "input_layernorm.weight"), {c.hidden_size}});
@@ -146,7 +153,9 @@ absl::StatusOr<LayerWeights> LoadLayerWeights(const ModelConfig& config,
   for (const ModuleShape& m : LinearShapes(config)) {
     const std::string base = LayerTensorName(layer, LinearModuleName(m.module));
     LinearWeights& lin = w.linear(m.module);
-    absl::StatusOr<MatrixF> weight = ReadMatrix(checkpoint, base + ".weight", m.out, m.in);
+    absl::StatusOr<MatrixF> weight =
+        config.gptq ? ReadGptqLinear(checkpoint, base, int(m.out), int(m.in), *config.gptq)
+                    : ReadMatrix(checkpoint, base + ".weight", m.out, m.in);
     if (!weight.ok()) return weight.status();
     lin.weight = *std::move(weight);
     if (m.bias) {

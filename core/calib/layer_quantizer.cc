@@ -1,0 +1,159 @@
+#include "core/calib/layer_quantizer.h"
+
+#include <array>
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/calib/hessian_stats.h"
+#include "core/quant/quantizer.h"
+
+namespace caliber {
+namespace {
+
+std::vector<LinearModule> ModulesOf(LinearGroup g) {
+  switch (g) {
+    case LinearGroup::kQkv: return {LinearModule::kQ, LinearModule::kK, LinearModule::kV};
+    case LinearGroup::kO: return {LinearModule::kO};
+    case LinearGroup::kGateUp: return {LinearModule::kGate, LinearModule::kUp};
+    case LinearGroup::kDown: return {LinearModule::kDown};
+  }
+  return {};
+}
+
+// Accumulates the Hessian of the input of the groups it was asked for.
+class HessianTaps : public LayerTaps {
+ public:
+  void Want(LinearGroup g, int in_features, HessianAccumulator::Precision precision) {
+    acc_[static_cast<int>(g)].emplace(in_features, precision);
+  }
+  void set_batch_sequences(int n) { batch_sequences_ = n; }
+  void OnLinearInput(LinearGroup g, MatrixF& x) override {
+    if (auto& a = acc_[static_cast<int>(g)]) a->AddBatch(x, batch_sequences_);
+  }
+  const HessianAccumulator& Get(LinearGroup g) const { return *acc_[static_cast<int>(g)]; }
+
+ private:
+  std::array<std::optional<HessianAccumulator>, 4> acc_;
+  int batch_sequences_ = 1;
+};
+
+int InputWidth(const ModelConfig& c, LinearGroup g) {
+  switch (g) {
+    case LinearGroup::kQkv:
+    case LinearGroup::kGateUp: return c.hidden_size;
+    case LinearGroup::kO: return c.q_dim();
+    case LinearGroup::kDown: return c.intermediate_size;
+  }
+  return 0;
+}
+
+// Runs the calibration samples through the layer in batches; writes the outputs to `out`
+// when given (which may alias nothing: inputs are read from `in` only).
+void RunBatches(const ModelConfig& config, int layer, const LayerWeights& weights,
+                const RopeTable& rope, const SequenceBatch& samples, int batch_seqs,
+                const MatrixF& in, MatrixF* out, HessianTaps* taps) {
+  for (int s0 = 0; s0 < samples.num_seqs; s0 += batch_seqs) {
+    const int n = std::min(batch_seqs, samples.num_seqs - s0);
+    const Eigen::Index r0 = static_cast<Eigen::Index>(s0) * samples.seq_len;
+    const Eigen::Index rows = static_cast<Eigen::Index>(n) * samples.seq_len;
+    MatrixF h = in.middleRows(r0, rows);
+    if (taps != nullptr) taps->set_batch_sequences(n);
+    DecoderLayerForward(config, layer, weights, rope, {n, samples.seq_len}, h, taps);
+    if (out != nullptr) out->middleRows(r0, rows) = h;
+  }
+}
+
+absl::Status QuantizeGroup(const LinearQuantizer& quantizer, const CalibrationOptions& options,
+                           int layer, LinearGroup group, const HessianAccumulator& acc,
+                           LayerWeights& weights, std::vector<ModuleQuantResult>& results) {
+  const MatrixF H = acc.Finalize();
+  const HessianStats stats = ComputeHessianStats(H);
+  for (const LinearModule m : ModulesOf(group)) {
+    LinearWeights& lin = weights.linear(m);
+    absl::StatusOr<QuantizedLinear> q = quantizer.Quantize(lin.weight, H, options.spec);
+    if (!q.ok()) {
+      return absl::Status(q.status().code(), absl::StrCat("layer ", layer, " ", std::string(LinearModuleName(m)),
+                                                          ": ", std::string(q.status().message())));
+    }
+    lin.weight = q->Reconstruct();
+    results.push_back({m, *std::move(q), stats.trace, stats.top_eigenvalue, acc.tokens()});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Propagation> ParsePropagation(std::string_view name) {
+  if (name == "quantized" || name == "sequential") return Propagation::kQuantized;
+  if (name == "fp" || name == "pipelined") return Propagation::kFp;
+  return absl::InvalidArgumentError(absl::StrCat("unknown propagation '", std::string(name),
+                                                 "' (quantized, fp)"));
+}
+
+std::string_view PropagationName(Propagation p) {
+  return p == Propagation::kQuantized ? "quantized" : "fp";
+}
+
+absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const RopeTable& rope,
+                                               int layer, LayerWeights& weights,
+                                               const CalibrationOptions& options,
+                                               const SequenceBatch& samples, MatrixF& hidden) {
+  const auto start = std::chrono::steady_clock::now();
+  const LinearQuantizer* quantizer = FindQuantizer(options.method);
+  if (quantizer == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown method '", options.method,
+                                                   "' (available: ",
+                                                   absl::StrJoin(QuantizerNames(), ", "), ")"));
+  }
+  if (hidden.rows() != static_cast<Eigen::Index>(samples.num_seqs) * samples.seq_len ||
+      hidden.cols() != config.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, ": calibration inputs are ",
+                                                   hidden.rows(), "x", hidden.cols(), ", expected ",
+                                                   samples.num_seqs * samples.seq_len, "x",
+                                                   config.hidden_size));
+  }
+  const int batch_seqs = std::max(1, options.batch_seqs);
+  LayerQuantResult result;
+  result.layer = layer;
+  std::vector<ModuleQuantResult> quantized;
+
+  if (options.propagation == Propagation::kFp) {
+    // One pass through the original layer gives every Hessian and the next layer's inputs.
+    HessianTaps taps;
+    for (const LinearGroup g : kAllLinearGroups) {
+      taps.Want(g, InputWidth(config, g), options.hessian_precision);
+    }
+    RunBatches(config, layer, weights, rope, samples, batch_seqs, hidden, &hidden, &taps);
+    for (const LinearGroup g : kAllLinearGroups) {
+      if (absl::Status s = QuantizeGroup(*quantizer, options, layer, g, taps.Get(g), weights, quantized);
+          !s.ok()) {
+        return s;
+      }
+    }
+  } else {
+    for (const LinearGroup g : kAllLinearGroups) {
+      HessianTaps taps;
+      taps.Want(g, InputWidth(config, g), options.hessian_precision);
+      RunBatches(config, layer, weights, rope, samples, batch_seqs, hidden, nullptr, &taps);
+      if (absl::Status s = QuantizeGroup(*quantizer, options, layer, g, taps.Get(g), weights, quantized);
+          !s.ok()) {
+        return s;
+      }
+    }
+    RunBatches(config, layer, weights, rope, samples, batch_seqs, hidden, &hidden, nullptr);
+  }
+
+  // Report in checkpoint order.
+  for (const LinearModule m : kAllLinearModules) {
+    for (ModuleQuantResult& r : quantized) {
+      if (r.module == m) result.modules.push_back(std::move(r));
+    }
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace caliber
