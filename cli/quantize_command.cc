@@ -43,6 +43,7 @@ ABSL_FLAG(int, batch_seqs, 8, "calibration sequences per forward pass");
 ABSL_FLAG(std::string, eval_tokens, "", "held-out ids: report perplexity before and after");
 ABSL_FLAG(std::string, eval_text, "", "held-out text: report perplexity before and after");
 ABSL_FLAG(int, eval_windows, 0, "evaluate at most this many windows (0: all)");
+ABSL_FLAG(bool, eval_baseline, true, "with --eval-*: also evaluate the unquantized model");
 
 namespace caliber::cli {
 namespace {
@@ -163,7 +164,8 @@ absl::Status Quantize() {
                               {{"quantizer", {"caliber:0.1.0"}}, {"caliber", job}});
   if (absl::Status s = writer.CheckOutput(); !s.ok()) return s;
 
-  absl::StatusOr<std::optional<PerplexityResult>> before = MaybeEvaluate(model_dir, "", "eval fp");
+  absl::StatusOr<std::optional<PerplexityResult>> before = std::optional<PerplexityResult>();
+  if (absl::GetFlag(FLAGS_eval_baseline)) before = MaybeEvaluate(model_dir, "", "eval fp");
   if (!before.ok()) return before.status();
 
   ProgressBar bar(absl::StrCat("quantize ", options->method));
@@ -182,8 +184,9 @@ absl::Status Quantize() {
   absl::StatusOr<std::optional<PerplexityResult>> after = MaybeEvaluate(
       *staged, std::filesystem::exists(adapter) ? adapter : "", "eval quantized");
   if (!after.ok()) return after.status();
-  if (before->has_value()) {
-    report["eval"] = {{"fp", PplJson(**before)}, {"quantized", PplJson(**after)}};
+  if (after->has_value()) {
+    report["eval"] = {{"quantized", PplJson(**after)}};
+    if (before->has_value()) report["eval"]["fp"] = PplJson(**before);
   }
   if (absl::Status s = writer.Commit(report); !s.ok()) return s;
 
@@ -200,10 +203,10 @@ absl::Status Quantize() {
     std::printf("%d modules, mean relative output error %.6f, %.2fs\n", t["modules"].get<int>(),
                 t["mean_relative_output_error"].get<double>(), t["seconds"].get<double>());
     if (report.contains("eval")) {
-      std::printf("perplexity: fp %.4f -> quantized %.4f (%d windows)\n",
-                  report["eval"]["fp"]["ppl"].get<double>(),
-                  report["eval"]["quantized"]["ppl"].get<double>(),
-                  report["eval"]["fp"]["windows"].get<int>());
+      const auto& e = report["eval"];
+      if (e.contains("fp")) std::printf("perplexity fp        %.4f\n", e["fp"]["ppl"].get<double>());
+      std::printf("perplexity quantized %.4f (%d windows)\n", e["quantized"]["ppl"].get<double>(),
+                  e["quantized"]["windows"].get<int>());
     }
     std::printf("wrote %s\n", out_dir.c_str());
   }

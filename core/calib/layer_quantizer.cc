@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "core/calib/hessian_stats.h"
 #include "core/quant/quantizer.h"
+#include "core/util/allocator.h"
 
 namespace caliber {
 namespace {
@@ -108,6 +109,13 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
                                                    "' (available: ",
                                                    absl::StrJoin(QuantizerNames(), ", "), ")"));
   }
+  // Without samples every Hessian is zero, every input a "dead" column, and GPTQ would zero
+  // the whole layer; a sequence longer than the RoPE table would read past it.
+  if (samples.num_seqs < 1 || samples.seq_len < 1 || samples.seq_len > rope.max_positions()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layer ", layer, ": need at least one calibration sequence of 1..", rope.max_positions(),
+        " tokens, got ", samples.num_seqs, " x ", samples.seq_len));
+  }
   if (hidden.rows() != static_cast<Eigen::Index>(samples.num_seqs) * samples.seq_len ||
       hidden.cols() != config.hidden_size) {
     return absl::InvalidArgumentError(absl::StrCat("layer ", layer, ": calibration inputs are ",
@@ -115,6 +123,9 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
                                                    samples.num_seqs * samples.seq_len, "x",
                                                    config.hidden_size));
   }
+  // Every batch allocates and frees activation-sized temporaries: without this (which only
+  // the Model constructor did) each of them page-faults fresh mmap()ed memory in again.
+  TuneAllocatorForLargeMatrices();
   const int batch_seqs = std::max(1, options.batch_seqs);
   LayerQuantResult result;
   result.layer = layer;

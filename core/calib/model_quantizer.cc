@@ -14,6 +14,12 @@ absl::StatusOr<ModelQuantResult> QuantizeModel(const ModelConfig& config,
                                                const LayerDoneCallback& on_layer) {
   const auto start = std::chrono::steady_clock::now();
   if (absl::Status s = ValidateTensorSet(config, checkpoint); !s.ok()) return s;
+  if (calib.nsamples < 1 || calib.seq_len < 1 ||
+      calib.tokens.size() != static_cast<size_t>(calib.nsamples) * calib.seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "calibration set must hold nsamples >= 1 segments of seq_len >= 1 tokens, got ",
+        calib.nsamples, " x ", calib.seq_len, " with ", calib.tokens.size(), " tokens"));
+  }
   if (calib.seq_len > config.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrCat("calibration seq_len ", calib.seq_len,
                                                    " exceeds max_position_embeddings ",
