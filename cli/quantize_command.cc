@@ -126,8 +126,13 @@ absl::StatusOr<std::optional<PerplexityResult>> MaybeEvaluate(const std::string&
   return std::optional<PerplexityResult>(*r);
 }
 
+// seq_len is recorded so `caliber eval --seq-len N --max-windows W` can reproduce the number.
 nlohmann::json PplJson(const PerplexityResult& r) {
-  return {{"ppl", r.ppl}, {"nll", r.nll}, {"tokens", r.tokens}, {"windows", r.windows}};
+  return {{"ppl", r.ppl},
+          {"nll", r.nll},
+          {"tokens", r.tokens},
+          {"windows", r.windows},
+          {"seq_len", absl::GetFlag(FLAGS_seq_len)}};
 }
 
 absl::Status Quantize() {
@@ -183,7 +188,11 @@ absl::Status Quantize() {
   const std::string adapter = (std::filesystem::path(*staged) / "adapter").string();
   absl::StatusOr<std::optional<PerplexityResult>> after = MaybeEvaluate(
       *staged, std::filesystem::exists(adapter) ? adapter : "", "eval quantized");
-  if (!after.ok()) return after.status();
+  if (!after.ok()) {
+    std::error_code ec;
+    std::filesystem::remove_all(*staged, ec);  // a failed run leaves nothing behind
+    return after.status();
+  }
   if (after->has_value()) {
     report["eval"] = {{"quantized", PplJson(**after)}};
     if (before->has_value()) report["eval"]["fp"] = PplJson(**before);

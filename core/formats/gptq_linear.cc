@@ -74,6 +74,12 @@ absl::StatusOr<MatrixF> ReadGptqLinear(const Checkpoint& ckpt, const std::string
     return absl::Status(unpacked.status().code(),
                         absl::StrCat(base, ": ", std::string(unpacked.status().message())));
   }
+  // UnpackGptq wraps the stored (zero - 1) field modulo 2^bits, reading the all-ones field as
+  // zero 0. v1 kernels (AutoGPTQ cuda/exllama, vLLM gptq_gemm) compute field + 1 without the
+  // wrap, i.e. zero 2^bits; read the checkpoint the way it will be served.
+  for (int32_t& z : unpacked->zeros.reshaped()) {
+    if (z == 0) z = int32_t{1} << q.bits;
+  }
   return unpacked->Dequantize();
 }
 
