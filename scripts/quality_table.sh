@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CALIBER=${CALIBER:-build/cli/caliber}
 WORK=${WORK:-$(mktemp -d /tmp/caliber-quality.XXXXXX)}
+mkdir -p "$WORK"
 OUT=${OUT:-bench/results/quality_table.md}
 FIXTURES=("$@")
 [ ${#FIXTURES[@]} -gt 0 ] || FIXTURES=(tinyllama-en tinyllama-en-outliers)
