@@ -17,6 +17,7 @@
 #include "core/calib/model_quantizer.h"
 #include "core/eval/perplexity.h"
 #include "core/formats/gptq_checkpoint.h"
+#include "core/formats/job_meta.h"
 #include "core/formats/quant_report.h"
 #include "core/quant/quantizer.h"
 
@@ -80,27 +81,13 @@ absl::StatusOr<CalibrationOptions> OptionsFromFlags() {
   return o;
 }
 
+// The job as report.json records it: how the checkpoint was made plus where its inputs were.
 nlohmann::json JobJson(const CalibrationOptions& o, const CalibrationSet& calib) {
-  const QuantSpec& s = o.spec;
-  return {{"model", absl::GetFlag(FLAGS_model)},
-          {"method", o.method},
-          {"bits", s.bits},
-          {"group_size", s.group_size},
-          {"sym", s.sym},
-          {"act_order", s.act_order},
-          {"static_groups", s.static_groups},
-          {"mse", s.mse},
-          {"damp", s.damp},
-          {"lora_rank", s.lora_rank},
-          {"lora_a_bits", s.lora_a_bits},
-          {"refine_iters", s.refine_iters},
-          {"propagation", std::string(PropagationName(o.propagation))},
-          {"calib",
-           {{"file", absl::GetFlag(FLAGS_calib)},
-            {"nsamples", calib.nsamples},
-            {"seq_len", calib.seq_len},
-            {"seed", absl::GetFlag(FLAGS_seed)},
-            {"sampling", absl::GetFlag(FLAGS_calib_sampling)}}}};
+  nlohmann::json job = QuantizationMeta(
+      o, {calib.nsamples, calib.seq_len, absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_calib_sampling)});
+  job["model"] = absl::GetFlag(FLAGS_model);
+  job["calib"]["file"] = absl::GetFlag(FLAGS_calib);
+  return job;
 }
 
 // Perplexity of the model at `dir` (+ adapter) on the --eval-* data, or nullopt if none given.
@@ -165,8 +152,10 @@ absl::Status Quantize() {
   if (!calib.ok()) return calib.status();
 
   const nlohmann::json job = JobJson(*options, *calib);
+  const nlohmann::json meta = QuantizationMeta(
+      *options, {calib->nsamples, calib->seq_len, absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_calib_sampling)});
   GptqCheckpointWriter writer(*config, **checkpoint, model_dir, out_dir, options->spec,
-                              {{"quantizer", {"caliber:0.1.0"}}, {"caliber", job}});
+                              {{"quantizer", {"caliber:0.1.0"}}, {"caliber", meta}});
   if (absl::Status s = writer.CheckOutput(); !s.ok()) return s;
 
   absl::StatusOr<std::optional<PerplexityResult>> before = std::optional<PerplexityResult>();

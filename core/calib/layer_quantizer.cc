@@ -98,6 +98,36 @@ std::string_view PropagationName(Propagation p) {
   return p == Propagation::kQuantized ? "quantized" : "fp";
 }
 
+absl::Status ApplyLayerResult(const LayerQuantResult& result, LayerWeights& weights) {
+  for (const ModuleQuantResult& m : result.modules) {
+    LinearWeights& lin = weights.linear(m.module);
+    if (lin.weight.rows() != m.quantized.out_features || lin.weight.cols() != m.quantized.in_features) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layer ", result.layer, " ", std::string(LinearModuleName(m.module)), ": result is ",
+          m.quantized.out_features, "x", m.quantized.in_features, ", weight is ", lin.weight.rows(),
+          "x", lin.weight.cols()));
+    }
+    lin.weight = m.quantized.Reconstruct();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PropagateLayer(const ModelConfig& config, const RopeTable& rope, int layer,
+                            const LayerWeights& weights, const SequenceBatch& samples,
+                            int batch_seqs, MatrixF& hidden) {
+  if (samples.num_seqs < 1 || samples.seq_len < 1 || samples.seq_len > rope.max_positions() ||
+      hidden.rows() != static_cast<Eigen::Index>(samples.num_seqs) * samples.seq_len ||
+      hidden.cols() != config.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, ": activations ", hidden.rows(),
+                                                   "x", hidden.cols(), " do not match ",
+                                                   samples.num_seqs, " x ", samples.seq_len,
+                                                   " tokens of width ", config.hidden_size));
+  }
+  TuneAllocatorForLargeMatrices();
+  RunBatches(config, layer, weights, rope, samples, std::max(1, batch_seqs), hidden, &hidden, nullptr);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const RopeTable& rope,
                                                int layer, LayerWeights& weights,
                                                const CalibrationOptions& options,

@@ -57,4 +57,14 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
                                                const CalibrationOptions& options,
                                                const SequenceBatch& samples, MatrixF& hidden);
 
+// Replaces each module's weights by what its quantized result computes (Q + B·A).
+absl::Status ApplyLayerResult(const LayerQuantResult& result, LayerWeights& weights);
+
+// Runs the calibration inputs through the layer as it is (no quantization): exactly the
+// propagation QuantizeLayer does, batch for batch, so results are bit-identical. Used to
+// replay layers that are already quantized (resumed jobs) and to forward activations early.
+absl::Status PropagateLayer(const ModelConfig& config, const RopeTable& rope, int layer,
+                            const LayerWeights& weights, const SequenceBatch& samples,
+                            int batch_seqs, MatrixF& hidden);
+
 }  // namespace caliber

@@ -259,7 +259,11 @@ absl::StatusOr<std::string> GptqCheckpointWriter::Stage() {
       }
     }
     if (!adapter_.empty()) {
-      if (absl::Status s = adapter_.Write((partial / "adapter").string(), source_dir_); !s.ok()) {
+      fs::path source = fs::absolute(source_dir_).lexically_normal();
+      if (!source.has_filename()) source = source.parent_path();  // "dir/"
+      if (absl::Status s = adapter_.Write((partial / "adapter").string(),
+                                            base_model_name_.empty() ? source.filename().string()
+                                                                     : base_model_name_); !s.ok()) {
         return s;
       }
     }

@@ -27,6 +27,10 @@ class GptqCheckpointWriter {
                        std::string source_dir, std::string out_dir, const QuantSpec& spec,
                        nlohmann::json meta);
 
+  // The adapter's base_model_name_or_path (default: the source directory's name, so the same
+  // model staged from different places gives the same bytes).
+  void set_base_model_name(std::string name) { base_model_name_ = std::move(name); }
+
   // Fails early if OUT exists (so a job never computes what it cannot write).
   absl::Status CheckOutput() const;
   absl::Status AddLayer(const LayerQuantResult& layer);
@@ -46,6 +50,7 @@ class GptqCheckpointWriter {
   SafetensorsWriter model_;
   PeftAdapterBuilder adapter_;
   std::vector<bool> layer_done_;
+  std::string base_model_name_;
   std::string staged_;  // the staging directory once Stage() succeeded
 };
 
