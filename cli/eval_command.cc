@@ -9,7 +9,7 @@
 #include "absl/flags/usage.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
-#include "cli/inputs.h"
+#include "core/io/inputs.h"
 #include "cli/progress_bar.h"
 #include "core/eval/perplexity.h"
 #include "nlohmann/json.hpp"

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "cli/commands.h"
+#include "services/runtime/flag_names.h"
 
 namespace {
 
@@ -18,6 +19,11 @@ constexpr Command kCommands[] = {
     {"eval", "perplexity of a model on text or token ids", caliber::cli::RunEval},
     {"quantize", "one-shot quantization of a model into a GPTQ checkpoint",
      caliber::cli::RunQuantize},
+    {"submit", "submit a quantization job to a coordinator (--wait follows it)", caliber::cli::RunSubmit},
+    {"watch", "follow a job's progress until it ends", caliber::cli::RunWatch},
+    {"status", "show a job", caliber::cli::RunStatus},
+    {"list", "list your jobs", caliber::cli::RunList},
+    {"cancel", "cancel a job", caliber::cli::RunCancel},
 };
 
 void PrintUsage() {
@@ -29,18 +35,6 @@ void PrintUsage() {
   std::fprintf(stderr, "\n`caliber <command> --help` lists a command's flags.\n");
 }
 
-// Abseil flag names are identifiers (--seq_len); users type --seq-len. Rewrite dashes in
-// the name part of every "--flag[=value]" argument before the command parses them.
-void NormalizeFlagNames(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    char* arg = argv[i];
-    if (std::strncmp(arg, "--", 2) != 0 || arg[2] == '\0') continue;
-    for (char* c = arg + 2; *c != '\0' && *c != '='; ++c) {
-      if (*c == '-') *c = '_';
-    }
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,7 +42,7 @@ int main(int argc, char** argv) {
     PrintUsage();
     return argc < 2 ? 2 : 0;
   }
-  NormalizeFlagNames(argc, argv);
+  caliber::runtime::NormalizeFlagNames(argc, argv);
   for (const Command& c : kCommands) {
     if (c.name == argv[1]) return c.run(argc - 1, argv + 1);
   }

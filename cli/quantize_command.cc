@@ -12,7 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
-#include "cli/inputs.h"
+#include "core/io/inputs.h"
 #include "cli/progress_bar.h"
 #include "core/calib/model_quantizer.h"
 #include "core/eval/perplexity.h"

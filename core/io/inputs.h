@@ -10,7 +10,7 @@
 #include "core/model/model.h"
 #include "core/text/token_source.h"
 
-namespace caliber::cli {
+namespace caliber {
 
 // Model::Load, then the PEFT adapter at `adapter_dir` (if non-empty) added to its weights.
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir,
@@ -23,4 +23,4 @@ absl::StatusOr<std::vector<int32_t>> LoadTokens(const std::string& path, const s
                                                 bool as_text, const std::string& model_dir,
                                                 int vocab_size);
 
-}  // namespace caliber::cli
+}  // namespace caliber

@@ -1,11 +1,11 @@
-#include "cli/inputs.h"
+#include "core/io/inputs.h"
 
 #include <filesystem>
 
 #include "core/formats/peft_adapter.h"
 #include "core/text/tokenizer.h"
 
-namespace caliber::cli {
+namespace caliber {
 
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir,
                                                  const std::string& adapter_dir) {
@@ -40,4 +40,4 @@ absl::StatusOr<std::vector<int32_t>> LoadTokens(const std::string& path, const s
   return LoadTokenStream(path, *resolved, tokenizer.get(), vocab_size);
 }
 
-}  // namespace caliber::cli
+}  // namespace caliber

@@ -1,0 +1,121 @@
+// caliber-coordinator: the QuantService API for clients and the CoordinatorService for
+// workers on one gRPC port, /metrics on another. Flags, a --flagfile, or CALIBER_<FLAG>
+// environment variables configure it (command line > environment > flagfile > default).
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "coordinator/coordinator_service_impl.h"
+#include "coordinator/job_manager.h"
+#include "coordinator/quant_service_impl.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/registry.h"
+#include "services/auth/call_credentials.h"
+#include "services/auth/tenants.h"
+#include "services/auth/tls.h"
+#include "services/runtime/daemon_flags.h"
+#include "services/metrics/coordinator_metrics.h"
+#include "services/metrics/metrics_server.h"
+#include "services/metrics/storage_metrics.h"
+#include "services/runtime/env_flags.h"
+#include "services/runtime/flag_names.h"
+#include "services/runtime/signals.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address (port 0: pick one, see --port-file)");
+ABSL_FLAG(std::string, state_dir, "caliber-state", "durable job records and local caches");
+ABSL_FLAG(std::string, tokens_file, "", "tenants and bearer tokens (JSON); empty: one open tenant");
+ABSL_FLAG(std::string, worker_token_file, "", "shared secret workers must present");
+ABSL_FLAG(bool, tls_require_client_cert, false, "mTLS: clients (workers) must present a certificate");
+ABSL_FLAG(int, heartbeat_interval_ms, 500, "worker heartbeat period");
+ABSL_FLAG(int, worker_timeout_ms, 5000, "a worker silent this long is lost; its stages move");
+ABSL_FLAG(int, checkpoint_interval, 1, "workers store activations every N layers (resume points)");
+ABSL_FLAG(int, max_running_jobs, 1, "jobs calibrating at once");
+
+namespace caliber {
+namespace {
+
+int Run() {
+  absl::StatusOr<std::unique_ptr<storage::Storage>> storage;
+  auto registry = std::make_shared<prometheus::Registry>();
+  metrics::StorageMetrics storage_metrics(*registry);
+  metrics::CoordinatorMetrics coordinator_metrics(*registry);
+  storage = daemon::MakeStorage(&storage_metrics);
+  if (!storage.ok()) return daemon::Fail("storage", storage.status());
+
+  std::unique_ptr<auth::TenantRegistry> tenants;
+  if (const std::string f = absl::GetFlag(FLAGS_tokens_file); !f.empty()) {
+    absl::StatusOr<std::unique_ptr<auth::TenantRegistry>> r = auth::TenantRegistry::LoadFile(f);
+    if (!r.ok()) return daemon::Fail("tokens", r.status());
+    tenants = *std::move(r);
+  } else {
+    tenants = auth::TenantRegistry::AllowAll();
+  }
+  std::string worker_token;
+  if (const std::string f = absl::GetFlag(FLAGS_worker_token_file); !f.empty()) {
+    absl::StatusOr<std::string> t = auth::ReadTokenFile(f);
+    if (!t.ok()) return daemon::Fail("worker token", t.status());
+    worker_token = *t;
+  }
+  auth::TlsOptions tls = daemon::TlsFromFlags();
+  tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = auth::MakeServerCredentials(tls);
+  if (!creds.ok()) return daemon::Fail("tls", creds.status());
+
+  absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
+  if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
+
+  coordinator::CoordinatorOptions options;
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
+  options.worker_timeout_ms = absl::GetFlag(FLAGS_worker_timeout_ms);
+  options.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
+  options.max_running_jobs = absl::GetFlag(FLAGS_max_running_jobs);
+  coordinator::JobManager jobs(options, **storage, &coordinator_metrics);
+  if (absl::Status s = jobs.Start(); !s.ok()) return daemon::Fail("state", s);
+
+  coordinator::QuantServiceImpl quant_service(jobs, *tenants);
+  coordinator::CoordinatorServiceImpl coordinator_service(jobs, worker_token);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *creds, &port);
+  builder.RegisterService(&quant_service);
+  builder.RegisterService(&coordinator_service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    jobs.Stop();
+    return daemon::Fail("grpc", absl::UnavailableError("cannot listen on " + absl::GetFlag(FLAGS_listen)));
+  }
+  daemon::Announce("caliber-coordinator", port, metrics_server->get());
+
+  const int sig = runtime::WaitForTerminationSignal();
+  std::fprintf(stderr, "caliber-coordinator: signal %d, shutting down\n", sig);
+  // Stop taking calls (in-flight ones get 5 s), then let job threads finish: every job's
+  // state is already durable, so a restart picks up where this left off.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  jobs.Stop();
+  std::fprintf(stderr, "caliber-coordinator: stopped\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace caliber
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so gRPC's and civetweb's threads inherit the blocked signals
+  // and only WaitForTerminationSignal receives them.
+  caliber::runtime::BlockTerminationSignals();
+  caliber::runtime::NormalizeFlagNames(argc, argv);
+  absl::SetProgramUsageMessage("caliber-coordinator [--listen HOST:PORT] [--state-dir DIR] [--file-roots DIRS] ...");
+  absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = caliber::runtime::ApplyEnvOverrides(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "caliber-coordinator: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  return caliber::Run();
+}

@@ -1,0 +1,133 @@
+// The coordinator's state machine: jobs (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED),
+// the workers that run them, and the stage assignments between the two. The gRPC services are
+// thin adapters over it. Every change a restart must not lose is persisted (JobStore) before
+// it is acknowledged; assignments are not persisted — after a restart they are rebuilt from the
+// jobs' durable layer records, so finished layers are never redone.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "caliber/v1/coordinator_state.pb.h"
+#include "caliber/v1/worker_protocol.pb.h"
+#include "coordinator/job_store.h"
+#include "core/model/config.h"
+#include "services/auth/tenants.h"
+#include "services/metrics/coordinator_metrics.h"
+#include "services/storage/storage.h"
+
+namespace caliber::coordinator {
+
+struct CoordinatorOptions {
+  std::string state_dir;               // durable job records + local caches
+  int heartbeat_interval_ms = 500;     // told to workers
+  int worker_timeout_ms = 5000;        // no heartbeat for this long: the worker is lost
+  int checkpoint_interval = 1;         // workers store activations every N layers
+  int max_running_jobs = 1;            // jobs calibrating at once (each uses all its workers)
+};
+
+class JobManager {
+ public:
+  JobManager(CoordinatorOptions options, storage::Storage& storage,
+             metrics::CoordinatorMetrics* metrics);
+  ~JobManager();
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Loads the durable records and starts the scheduler.
+  absl::Status Start();
+  // Stops scheduling and waits for the job threads (preparation, assembly) to finish.
+  void Stop();
+
+  // QuantService. Another tenant's job is NotFound.
+  absl::StatusOr<v1::QuantJob> Submit(const auth::Tenant& tenant,
+                                      const v1::SubmitQuantJobRequest& request);
+  absl::StatusOr<v1::QuantJob> Get(const auth::Tenant& tenant, const std::string& job_id);
+  absl::StatusOr<v1::ListQuantJobsResponse> List(const auth::Tenant& tenant, int page_size,
+                                                 const std::string& page_token);
+  absl::StatusOr<v1::QuantJob> Cancel(const auth::Tenant& tenant, const std::string& job_id);
+  // The job once its version passes `after_version` (or as it is at `deadline`).
+  absl::StatusOr<v1::QuantJob> WaitForUpdate(const auth::Tenant& tenant, const std::string& job_id,
+                                             int64_t after_version, absl::Time deadline,
+                                             int64_t* version);
+
+  // CoordinatorService.
+  v1::RegisterWorkerResponse RegisterWorker(const v1::RegisterWorkerRequest& request);
+  v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
+  v1::ReportAck LayerDone(const v1::ReportLayerDoneRequest& request);
+  v1::ReportAck BoundaryReady(const v1::ReportBoundaryReadyRequest& request);
+  v1::ReportAck StageEnd(const v1::ReportStageEndRequest& request);
+
+ private:
+  struct Worker {
+    std::string id;
+    std::string address;
+    std::string session;
+    int64_t memory_bytes = 0;
+    absl::Time last_seen;
+    bool live = false;
+  };
+  struct Assignment {
+    std::string id;
+    std::string job_id;
+    int stage = 0;
+    std::string worker_id;
+  };
+  struct Job {
+    v1::JobRecord record;
+    int64_t version = 0;
+    ModelConfig config;
+    bool prepared = false;      // model cached, calibration tokens in scratch
+    bool busy = false;          // a preparation or assembly thread owns the job
+    std::map<int, Assignment> stage_assignment;  // stage -> current assignment
+  };
+
+  // Helpers below run with mu_ held.
+  Job* FindJob(const auth::Tenant& tenant, const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Changed(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // bump version, persist, wake watchers
+  void FailJob(Job& job, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndJob(Job& job, v1::JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Tick() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AssignStage(Job& job, int stage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string PickWorker(const std::vector<std::string>& avoid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::StageAssignment BuildAssignment(const Job& job, const Assignment& a) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PlanAndAssign(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AllLayersDone(const Job& job) const;
+
+  // Job threads (no lock held while they do I/O).
+  void RunPreparation(std::string job_id);
+  void RunAssembly(std::string job_id);
+  void RunCleanup(v1::JobRecord record);
+  void SpawnThread(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(threads_mu_);
+  void SchedulerLoop();
+  std::string CacheDir(const std::string& job_id) const;
+
+  const CoordinatorOptions options_;
+  storage::Storage& storage_;
+  metrics::CoordinatorMetrics* metrics_;
+  std::unique_ptr<JobStore> store_;
+
+  absl::Mutex mu_;
+  absl::CondVar changed_;
+  std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, std::string> by_request_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Assignment> assignments_ ABSL_GUARDED_BY(mu_);
+  int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex threads_mu_;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(threads_mu_);
+  std::thread scheduler_;
+};
+
+}  // namespace caliber::coordinator

@@ -1,0 +1,110 @@
+#include "coordinator/job_spec.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/quant/quantizer.h"
+#include "services/job_options.h"
+
+namespace caliber::coordinator {
+namespace {
+
+absl::Status Bad(std::string_view field, std::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("spec.", std::string(field), ": ", std::string(why)));
+}
+
+bool OneOf(const std::string& v, std::initializer_list<const char*> allowed) {
+  for (const char* a : allowed) {
+    if (v == a) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
+  if (spec.model_uri().empty()) return Bad("model_uri", "required");
+  if (spec.output_uri().empty()) return Bad("output_uri", "required");
+  if (spec.calibration().uri().empty()) return Bad("calibration.uri", "required");
+  v1::CalibrationData& c = *spec.mutable_calibration();
+  if (c.nsamples() == 0) c.set_nsamples(128);
+  if (c.seq_len() == 0) c.set_seq_len(256);
+  if (c.format().empty()) c.set_format("auto");
+  if (c.sampling().empty()) c.set_sampling("random");
+  if (c.nsamples() < 1 || c.nsamples() > 65536) return Bad("calibration.nsamples", "must be 1..65536");
+  if (c.seq_len() < 1 || c.seq_len() > 1 << 20) return Bad("calibration.seq_len", "must be positive");
+  if (!OneOf(c.format(), {"auto", "text", "jsonl", "u32", "i32"})) {
+    return Bad("calibration.format", absl::StrCat("unknown format '", c.format(), "' (auto, text, jsonl, u32, i32)"));
+  }
+  if (!OneOf(c.sampling(), {"random", "first"})) {
+    return Bad("calibration.sampling", absl::StrCat("unknown sampling '", c.sampling(), "' (random, first)"));
+  }
+
+  v1::QuantMethod& m = *spec.mutable_method();
+  if (m.name().empty()) m.set_name("gptq");
+  if (FindQuantizer(m.name()) == nullptr) {
+    return Bad("method.name", absl::StrCat("unknown method '", m.name(), "' (available: ",
+                                           absl::StrJoin(QuantizerNames(), ", "), ")"));
+  }
+  if (m.bits() == 0) m.set_bits(4);
+  if (m.group_size() == 0) m.set_group_size(128);
+  if (!m.has_damp()) m.set_damp(0.01);
+  if (m.name() == "gptq_lora" && m.lora_rank() == 0) m.set_lora_rank(32);
+  if (m.name() != "gptq_lora") {
+    if (m.lora_rank() != 0) return Bad("method.lora_rank", "only gptq_lora has a low-rank part");
+    if (m.refine_iters() != 0) return Bad("method.refine_iters", "only gptq_lora refines");
+  }
+  if (!(m.damp() > 0) || !std::isfinite(m.damp())) {
+    return Bad("method.damp", "must be positive and finite");
+  }
+  if (m.lora_rank() < 0 || m.lora_a_bits() < 0 || m.refine_iters() < 0) {
+    return Bad("method", "lora_rank, lora_a_bits and refine_iters must be >= 0");
+  }
+  // Grid checks (bits, group size vs. input widths) need the model: CheckSpecAgainstModel.
+  QuantSpec probe = CalibrationOptionsOf(spec).spec;
+  probe.group_size = -1;
+  if (absl::Status s = Validate(probe, 1 << 20); !s.ok()) return Bad("method", std::string(s.message()));
+
+  if (spec.propagation() == v1::PROPAGATION_UNSPECIFIED) spec.set_propagation(v1::SEQUENTIAL);
+  if (spec.batch_seqs() == 0) spec.set_batch_seqs(8);
+  if (spec.batch_seqs() < 1) return Bad("batch_seqs", "must be >= 1");
+  if (spec.max_workers() < 0) return Bad("max_workers", "must be >= 0");
+  if (spec.has_evaluation() && !spec.evaluation().uri().empty()) {
+    v1::EvaluationData& e = *spec.mutable_evaluation();
+    if (e.format().empty()) e.set_format("auto");
+    if (e.seq_len() == 0) e.set_seq_len(c.seq_len());
+    if (e.seq_len() < 1) return Bad("evaluation.seq_len", "must be positive");
+    if (e.max_windows() < 0) return Bad("evaluation.max_windows", "must be >= 0");
+    if (!OneOf(e.format(), {"auto", "text", "jsonl", "u32", "i32"})) {
+      return Bad("evaluation.format", absl::StrCat("unknown format '", e.format(), "'"));
+    }
+  } else {
+    spec.clear_evaluation();
+  }
+  if (spec.labels_size() > 64) return Bad("labels", "at most 64 labels");
+  return absl::OkStatus();
+}
+
+CalibrationOptions CalibrationOptionsOf(const v1::QuantJobSpec& spec) {
+  return CalibrationOptionsFromProto(spec.method(), spec.propagation(), spec.batch_seqs());
+}
+
+absl::Status CheckSpecAgainstModel(const v1::QuantJobSpec& spec, const ModelConfig& config) {
+  const QuantSpec q = CalibrationOptionsOf(spec).spec;
+  for (const int in : {config.hidden_size, config.q_dim(), config.intermediate_size}) {
+    if (absl::Status s = Validate(q, in); !s.ok()) return Bad("method", std::string(s.message()));
+  }
+  if (spec.calibration().seq_len() > config.max_position_embeddings) {
+    return Bad("calibration.seq_len", absl::StrCat(spec.calibration().seq_len(),
+                                                   " exceeds the model's max_position_embeddings ",
+                                                   config.max_position_embeddings));
+  }
+  if (spec.has_evaluation() && spec.evaluation().seq_len() > config.max_position_embeddings) {
+    return Bad("evaluation.seq_len", "exceeds the model's max_position_embeddings");
+  }
+  if (config.gptq) return absl::InvalidArgumentError("spec.model_uri: the model is already quantized");
+  return absl::OkStatus();
+}
+
+}  // namespace caliber::coordinator

@@ -1,0 +1,77 @@
+#include "coordinator/job_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace caliber::coordinator {
+namespace fs = std::filesystem;
+namespace {
+
+absl::Status WriteDurably(const fs::path& path, const std::string& bytes) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", tmp.string()));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n <= 0) {
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+    }
+    done += static_cast<size_t>(n);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced) return absl::InternalError(absl::StrCat("cannot fsync ", tmp.string()));
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp.string(), ": ", ec.message()));
+  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir >= 0) {
+    ::fsync(dir);  // the rename itself must survive a crash
+    ::close(dir);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<JobStore> JobStore::Open(const std::string& dir) {
+  const fs::path jobs = fs::path(dir) / "jobs";
+  std::error_code ec;
+  fs::create_directories(jobs, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", jobs.string(), ": ", ec.message()));
+  return JobStore(jobs.string());
+}
+
+absl::Status JobStore::Save(const v1::JobRecord& record) const {
+  std::string bytes;
+  if (!record.SerializeToString(&bytes)) return absl::InternalError("cannot serialize job record");
+  return WriteDurably(fs::path(jobs_dir_) / (record.job().job_id() + ".job"), bytes);
+}
+
+absl::StatusOr<std::vector<v1::JobRecord>> JobStore::LoadAll() const {
+  std::vector<v1::JobRecord> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(jobs_dir_, ec)) {
+    if (entry.path().extension() != ".job") continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    v1::JobRecord record;
+    if (!in || !record.ParseFromString(ss.str())) {
+      return absl::DataLossError(absl::StrCat("job record ", entry.path().string(), " is corrupt"));
+    }
+    out.push_back(std::move(record));
+  }
+  if (ec) return absl::InternalError(absl::StrCat("cannot list ", jobs_dir_, ": ", ec.message()));
+  return out;
+}
+
+}  // namespace caliber::coordinator

@@ -1,0 +1,217 @@
+#include "services/auth/tls.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+
+namespace caliber::auth {
+namespace {
+
+constexpr size_t kMaxPemBytes = 1 << 20;
+
+// Reads one PEM file named by `what` (e.g. "cert_file"), so errors say which option is wrong.
+absl::StatusOr<std::string> ReadPem(std::string_view what, const std::string& path) {
+  const std::string label =
+      absl::StrCat("TLS ", absl::string_view(what.data(), what.size()), " ", path);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return absl::NotFoundError(label + ": does not exist");
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return absl::InvalidArgumentError(label + ": not a regular file");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(label + ": cannot be read");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) return absl::InvalidArgumentError(label + ": read error");
+  std::string text = std::move(buffer).str();
+  if (text.size() > kMaxPemBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(label, ": larger than ", kMaxPemBytes, " bytes"));
+  }
+  if (text.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(label + ": not PEM (no \"-----BEGIN\" line)");
+  }
+  return text;
+}
+
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Deleter {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct KeyDeleter {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+
+std::unique_ptr<BIO, BioDeleter> MemBio(const std::string& pem) {
+  return std::unique_ptr<BIO, BioDeleter>(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+// Gives no password: OpenSSL's default callback would prompt on the terminal for an encrypted
+// key, hanging a daemon.
+int NoPassword(char*, int, int, void*) { return 0; }
+
+// gRPC only reports a bad certificate or key when the server starts (BuildAndStart returns
+// null after a log line) or at the first handshake; parsing here names the file instead.
+absl::Status CheckCertAndKey(const TlsOptions& options, const std::string& cert_pem,
+                             const std::string& key_pem) {
+  auto cert_bio = MemBio(cert_pem);
+  std::unique_ptr<X509, X509Deleter> cert(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, NoPassword, nullptr));
+  if (cert == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS cert_file ", options.cert_file, ": no PEM certificate could be parsed"));
+  }
+  auto key_bio = MemBio(key_pem);
+  std::unique_ptr<EVP_PKEY, KeyDeleter> key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, NoPassword, nullptr));
+  if (key == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TLS key_file ", options.key_file, ": no unencrypted PEM private key could be parsed"));
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat("TLS key_file ", options.key_file,
+                                                   " does not match the certificate in cert_file ",
+                                                   options.cert_file));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCa(const TlsOptions& options, const std::string& ca_pem) {
+  auto bio = MemBio(ca_pem);
+  std::unique_ptr<X509, X509Deleter> cert(
+      PEM_read_bio_X509(bio.get(), nullptr, NoPassword, nullptr));
+  ERR_clear_error();
+  if (cert == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS ca_file ", options.ca_file, ": no PEM certificate could be parsed"));
+  }
+  return absl::OkStatus();
+}
+
+struct KeyPair {
+  std::string cert;
+  std::string key;
+};
+
+// Both or neither of cert_file/key_file; `required` on the server side.
+absl::StatusOr<KeyPair> LoadKeyPair(const TlsOptions& options, bool required) {
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS: cert_file and key_file go together, got only ",
+                     options.cert_file.empty() ? "key_file " + options.key_file
+                                               : "cert_file " + options.cert_file));
+  }
+  if (options.cert_file.empty()) {
+    if (required) {
+      return absl::InvalidArgumentError(
+          "TLS: a server needs cert_file and key_file (only ca_file was given)");
+    }
+    return KeyPair{};
+  }
+  KeyPair pair;
+  absl::StatusOr<std::string> cert = ReadPem("cert_file", options.cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("key_file", options.key_file);
+  if (!key.ok()) return key.status();
+  if (absl::Status s = CheckCertAndKey(options, *cert, *key); !s.ok()) return s;
+  pair.cert = std::move(*cert);
+  pair.key = std::move(*key);
+  return pair;
+}
+
+absl::StatusOr<std::string> LoadCa(const TlsOptions& options) {
+  if (options.ca_file.empty()) return std::string();
+  absl::StatusOr<std::string> ca = ReadPem("ca_file", options.ca_file);
+  if (!ca.ok()) return ca.status();
+  if (absl::Status s = CheckCa(options, *ca); !s.ok()) return s;
+  return ca;
+}
+
+}  // namespace
+
+bool TlsOptions::enabled() const {
+  return !cert_file.empty() || !key_file.empty() || !ca_file.empty();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TlsOptions& options) {
+  if (!options.enabled()) {
+    if (options.require_client_cert) {
+      return absl::InvalidArgumentError(
+          "TLS: require_client_cert needs cert_file, key_file and ca_file");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (options.require_client_cert && options.ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS: require_client_cert needs ca_file (the CA that signs client certificates)");
+  }
+  absl::StatusOr<KeyPair> pair = LoadKeyPair(options, /*required=*/true);
+  if (!pair.ok()) return pair.status();
+  absl::StatusOr<std::string> ca = LoadCa(options);
+  if (!ca.ok()) return ca.status();
+
+  // With a CA but no requirement, a client certificate is optional but verified when presented,
+  // so an identity seen by the server is always one the CA vouches for.
+  grpc::SslServerCredentialsOptions ssl(
+      options.require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+      : options.ca_file.empty()   ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                  : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = std::move(*ca);
+  ssl.pem_key_cert_pairs.push_back({std::move(pair->key), std::move(pair->cert)});
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::SslServerCredentials(ssl);
+  if (creds == nullptr) return absl::InternalError("TLS: gRPC refused the server credentials");
+  return creds;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TlsOptions& options) {
+  if (!options.enabled()) return grpc::InsecureChannelCredentials();
+  absl::StatusOr<KeyPair> pair = LoadKeyPair(options, /*required=*/false);
+  if (!pair.ok()) return pair.status();
+  absl::StatusOr<std::string> ca = LoadCa(options);
+  if (!ca.ok()) return ca.status();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = std::move(*ca);
+  ssl.pem_private_key = std::move(pair->key);
+  ssl.pem_cert_chain = std::move(pair->cert);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::SslCredentials(ssl);
+  if (creds == nullptr) return absl::InternalError("TLS: gRPC refused the channel credentials");
+  return creds;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
+                                                           const TlsOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(options);
+  if (!creds.ok()) return creds.status();
+  grpc::ChannelArguments args;
+  if (options.enabled() && !options.server_name_override.empty()) {
+    args.SetSslTargetNameOverride(options.server_name_override);
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *creds, args);
+  if (channel == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create a channel to ", target));
+  }
+  return channel;
+}
+
+}  // namespace caliber::auth

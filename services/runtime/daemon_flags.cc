@@ -1,0 +1,73 @@
+#include "services/runtime/daemon_flags.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+
+ABSL_FLAG(std::string, file_roots, "", "directories file:// URIs may use (comma-separated; default: working dir)");
+ABSL_FLAG(std::string, s3_endpoint, "", "S3 endpoint URL (MinIO, moto, ...); default AWS");
+ABSL_FLAG(std::string, s3_region, "us-east-1", "S3 region");
+ABSL_FLAG(bool, s3_path_style, true, "path-style S3 addressing (bucket in the path)");
+ABSL_FLAG(int, s3_retry_budget_ms, 60000, "give up on an unavailable object store after this long");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this endpoint (enables TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify peers");
+ABSL_FLAG(std::string, tls_server_name, "", "expected server name of peers (default: their host)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0", "address of /metrics (\"\" disables)");
+ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once listening");
+
+namespace caliber::daemon {
+
+absl::StatusOr<std::unique_ptr<storage::Storage>> MakeStorage(storage::StorageObserver* observer) {
+  storage::StorageOptions o;
+  const std::string roots = absl::GetFlag(FLAGS_file_roots);
+  if (roots.empty()) {
+    o.file_roots.push_back(std::filesystem::current_path().string());
+  } else {
+    for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) {
+      o.file_roots.push_back(std::filesystem::absolute(std::string(r)).string());
+    }
+  }
+  o.s3.endpoint = absl::GetFlag(FLAGS_s3_endpoint);
+  o.s3.region = absl::GetFlag(FLAGS_s3_region);
+  o.s3.path_style = absl::GetFlag(FLAGS_s3_path_style);
+  o.s3.retry_budget_ms = absl::GetFlag(FLAGS_s3_retry_budget_ms);
+  o.observer = observer;
+  return storage::Storage::Create(std::move(o));
+}
+
+auth::TlsOptions TlsFromFlags() {
+  auth::TlsOptions t;
+  t.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  t.key_file = absl::GetFlag(FLAGS_tls_key);
+  t.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  t.server_name_override = absl::GetFlag(FLAGS_tls_server_name);
+  return t;
+}
+
+absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry) {
+  const std::string address = absl::GetFlag(FLAGS_metrics_listen);
+  if (address.empty()) return std::unique_ptr<metrics::MetricsServer>();
+  return metrics::MetricsServer::Start(address, std::move(registry));
+}
+
+void Announce(const std::string& name, int grpc_port, const metrics::MetricsServer* metrics) {
+  std::fprintf(stderr, "%s: listening on port %d, metrics on port %d\n", name.c_str(), grpc_port,
+               metrics ? metrics->port() : 0);
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    // Written atomically: a test polling for the file never reads half a number.
+    const std::string tmp = path + ".tmp";
+    std::ofstream(tmp) << grpc_port << " " << (metrics ? metrics->port() : 0) << "\n";
+    std::filesystem::rename(tmp, path);
+  }
+}
+
+int Fail(const std::string& what, const absl::Status& status) {
+  std::fprintf(stderr, "startup failed (%s): %s\n", what.c_str(), status.ToString().c_str());
+  return 1;
+}
+
+}  // namespace caliber::daemon

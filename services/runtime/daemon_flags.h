@@ -1,0 +1,31 @@
+// Flags both daemons share (object storage, TLS, metrics, port announcement) and the small
+// start-up steps built from them.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/auth/tls.h"
+#include "services/metrics/metrics_server.h"
+#include "services/storage/storage.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace caliber::daemon {
+
+// --file-roots (comma-separated; default: the working directory), --s3-endpoint,
+// --s3-region, --s3-path-style, --s3-retry-budget-ms; credentials from the AWS environment.
+absl::StatusOr<std::unique_ptr<storage::Storage>> MakeStorage(storage::StorageObserver* observer);
+// --tls-cert, --tls-key, --tls-ca, --tls-server-name.
+auth::TlsOptions TlsFromFlags();
+// --metrics-listen ("" disables /metrics).
+absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry);
+// Logs the bound ports and writes --port-file (the gRPC port, for callers that chose port 0).
+void Announce(const std::string& name, int grpc_port, const metrics::MetricsServer* metrics);
+// Logs a start-up failure and returns the exit code.
+int Fail(const std::string& what, const absl::Status& status);
+
+}  // namespace caliber::daemon

@@ -1,0 +1,116 @@
+#include "workers/activation_inbox.h"
+
+#include <zlib.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace caliber::workers {
+namespace {
+
+uint32_t Crc32(const void* data, size_t n) {
+  return static_cast<uint32_t>(crc32(0, static_cast<const Bytef*>(data), static_cast<uInt>(n)));
+}
+
+constexpr int64_t kChunkBytes = 1 << 20;
+constexpr int64_t kMaxRows = int64_t{1} << 31;
+
+}  // namespace
+
+grpc::Status ActivationInbox::PushActivations(grpc::ServerContext* /*context*/,
+                                              grpc::ServerReader<v1::ActivationChunk>* reader,
+                                              v1::PushActivationsResponse* response) {
+  v1::ActivationChunk chunk;
+  MatrixF data;
+  std::string assignment;
+  int layer = -1;
+  int64_t next_row = 0;
+  while (reader->Read(&chunk)) {
+    if (assignment.empty()) {
+      if (chunk.assignment_id().empty() || chunk.total_rows() < 1 || chunk.total_rows() > kMaxRows ||
+          chunk.cols() < 1 || chunk.cols() > (1 << 20)) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "activation stream header is malformed");
+      }
+      assignment = chunk.assignment_id();
+      layer = chunk.layer();
+      data.resize(chunk.total_rows(), chunk.cols());
+    }
+    if (chunk.assignment_id() != assignment || chunk.layer() != layer || chunk.cols() != data.cols() ||
+        chunk.total_rows() != data.rows() || chunk.row_offset() != next_row) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("activation chunk out of order at row ", next_row));
+    }
+    const int64_t row_bytes = data.cols() * static_cast<int64_t>(sizeof(float));
+    if (chunk.data().size() % static_cast<size_t>(row_bytes) != 0 ||
+        next_row + static_cast<int64_t>(chunk.data().size()) / row_bytes > data.rows()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "activation chunk size does not match its rows");
+    }
+    if (Crc32(chunk.data().data(), chunk.data().size()) != chunk.crc32()) {
+      return grpc::Status(grpc::StatusCode::DATA_LOSS, absl::StrCat("CRC-32 mismatch in chunk at row ", next_row));
+    }
+    std::memcpy(data.row(next_row).data(), chunk.data().data(), chunk.data().size());
+    next_row += static_cast<int64_t>(chunk.data().size()) / row_bytes;
+  }
+  if (assignment.empty() || next_row != data.rows()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("activation stream ended at row ", next_row, " of ", data.rows()));
+  }
+  absl::MutexLock lock(&mu_);
+  bytes_ += data.size() * static_cast<int64_t>(sizeof(float));
+  complete_[assignment] = Entry{layer, std::move(data)};
+  response->set_rows_received(next_row);
+  return grpc::Status::OK;
+}
+
+std::optional<MatrixF> ActivationInbox::Take(const std::string& assignment_id, int layer) {
+  absl::MutexLock lock(&mu_);
+  auto it = complete_.find(assignment_id);
+  if (it == complete_.end() || it->second.layer != layer) return std::nullopt;
+  MatrixF out = std::move(it->second.data);
+  complete_.erase(it);
+  return out;
+}
+
+int64_t ActivationInbox::bytes_received() const {
+  absl::MutexLock lock(&mu_);
+  return bytes_;
+}
+
+absl::StatusOr<int64_t> PushActivations(const std::shared_ptr<grpc::Channel>& channel,
+                                        const std::string& job_id, const std::string& assignment_id,
+                                        int layer, const MatrixF& hidden, const std::string& token) {
+  std::unique_ptr<v1::WorkerService::Stub> stub = v1::WorkerService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  v1::PushActivationsResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::ActivationChunk>> writer = stub->PushActivations(&context, &response);
+  const int64_t row_bytes = hidden.cols() * static_cast<int64_t>(sizeof(float));
+  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkBytes / row_bytes);
+  int64_t sent = 0;
+  for (int64_t r = 0; r < hidden.rows(); r += rows_per_chunk) {
+    const int64_t n = std::min(rows_per_chunk, hidden.rows() - r);
+    v1::ActivationChunk chunk;
+    chunk.set_job_id(job_id);
+    chunk.set_assignment_id(assignment_id);
+    chunk.set_layer(layer);
+    chunk.set_total_rows(hidden.rows());
+    chunk.set_cols(static_cast<int32_t>(hidden.cols()));
+    chunk.set_row_offset(r);
+    chunk.set_data(reinterpret_cast<const char*>(hidden.row(r).data()), static_cast<size_t>(n * row_bytes));
+    chunk.set_crc32(Crc32(chunk.data().data(), chunk.data().size()));
+    if (!writer->Write(chunk)) break;  // the receiver failed; Finish() says why
+    sent += n * row_bytes;
+  }
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        absl::StrCat("pushing activations: ", status.error_message()));
+  }
+  return sent;
+}
+
+}  // namespace caliber::workers

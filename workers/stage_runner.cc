@@ -1,0 +1,225 @@
+#include "workers/stage_runner.h"
+
+#include <zlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "core/calib/model_quantizer.h"
+#include "core/formats/layer_result_codec.h"
+#include "core/model/weights.h"
+#include "services/job_options.h"
+#include "services/scratch_layout.h"
+#include "services/storage/model_fetch.h"
+
+namespace caliber::workers {
+namespace fs = std::filesystem;
+namespace {
+
+bool Cancelled(const StageContext& ctx) { return ctx.cancelled != nullptr && ctx.cancelled->load(); }
+
+// The activations entering layer a.resume_from().
+absl::StatusOr<MatrixF> StageInput(const v1::StageAssignment& a, const StageContext& ctx,
+                                   const ModelConfig& config, const Checkpoint& checkpoint) {
+  const Eigen::Index rows = static_cast<Eigen::Index>(a.nsamples()) * a.seq_len();
+  if (a.resume_from() == 0) {
+    absl::StatusOr<std::string> bytes = ctx.storage->Read(scratch::CalibTokensUri(a.scratch_uri()));
+    if (!bytes.ok()) return bytes.status();
+    if (bytes->size() != static_cast<size_t>(rows) * sizeof(int32_t)) {
+      return absl::DataLossError("calibration tokens object has the wrong size");
+    }
+    CalibrationSet calib;
+    calib.nsamples = a.nsamples();
+    calib.seq_len = a.seq_len();
+    calib.tokens.resize(static_cast<size_t>(rows));
+    std::memcpy(calib.tokens.data(), bytes->data(), bytes->size());
+    return EmbedCalibrationTokens(config, checkpoint, calib);
+  }
+  const int after = a.resume_from() - 1;
+  std::string uri = a.input_uri();
+  while (true) {
+    if (uri.empty()) {
+      if (std::optional<MatrixF> pushed = ctx.inbox->Take(a.assignment_id(), after)) {
+        if (pushed->rows() != rows || pushed->cols() != config.hidden_size) {
+          return absl::DataLossError("pushed activations have the wrong shape");
+        }
+        if (ctx.metrics) ctx.metrics->ActivationBytes("received", static_cast<double>(pushed->size() * 4));
+        return *std::move(pushed);
+      }
+      uri = ctx.input_ready();
+    }
+    if (!uri.empty()) {
+      absl::StatusOr<std::string> bytes = ctx.storage->Read(uri);
+      if (!bytes.ok()) return bytes.status();
+      return DecodeActivations(*bytes, after, rows, config.hidden_size);
+    }
+    if (Cancelled(ctx)) return absl::CancelledError("assignment cancelled while waiting for its input");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+uint32_t Crc32(const std::string& s) {
+  return static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size())));
+}
+
+}  // namespace
+
+absl::Status RunStage(const v1::StageAssignment& a, const StageContext& ctx) {
+  const fs::path dir = fs::path(ctx.work_dir) / a.assignment_id();
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+
+  storage::ModelFetchOptions fetch;
+  fetch.want = storage::LayerTensors(a.resume_from(), a.end_layer(), a.resume_from() == 0);
+  absl::StatusOr<storage::ModelFetchStats> fetched =
+      storage::FetchModel(*ctx.storage, a.model_uri(), (dir / "model").string(), fetch);
+  if (!fetched.ok()) return fetched.status();
+  absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((dir / "model" / "config.json").string());
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open((dir / "model").string());
+  if (!checkpoint.ok()) return checkpoint.status();
+  if (a.first_layer() < 0 || a.end_layer() > config->num_hidden_layers || a.resume_from() > a.end_layer() ||
+      a.resume_from() < 0) {
+    return absl::InvalidArgumentError("assignment's layer range does not fit the model");
+  }
+  const CalibrationOptions options = CalibrationOptionsFromProto(a.method(), a.propagation(), a.batch_seqs());
+  const SequenceBatch samples{a.nsamples(), a.seq_len()};
+
+  absl::StatusOr<MatrixF> hidden = StageInput(a, ctx, *config, **checkpoint);
+  if (!hidden.ok()) return hidden.status();
+
+  std::map<int, LayerQuantResult> done;
+  if (a.done_layer_uris_size() != a.done_layers_size()) {
+    return absl::InvalidArgumentError("assignment lists done layers without their results");
+  }
+  for (int i = 0; i < a.done_layers_size(); ++i) {
+    const int l = a.done_layers(i);
+    absl::StatusOr<std::string> bytes = ctx.storage->Read(a.done_layer_uris(i));
+    if (!bytes.ok()) return bytes.status();
+    absl::StatusOr<LayerQuantResult> r = DecodeLayerResult(*bytes);
+    if (!r.ok()) return r.status();
+    done[l] = *std::move(r);
+  }
+
+  const bool has_next = a.end_layer() < config->num_hidden_layers;
+  bool boundary_stored = false;
+  // Stores the activations after the stage's last layer and streams them downstream (best
+  // effort: if the push fails, the next stage reads the stored copy).
+  auto hand_off = [&](const MatrixF& out) -> absl::StatusOr<std::string> {
+    const std::string uri = scratch::ActivationsUri(a.scratch_uri(), a.end_layer() - 1);
+    if (absl::Status s = ctx.storage->Write(uri, EncodeActivations(a.end_layer() - 1, out)); !s.ok()) return s;
+    boundary_stored = true;
+    if (!a.downstream_address().empty() && ctx.channel_to) {
+      absl::StatusOr<int64_t> sent = PushActivations(ctx.channel_to(a.downstream_address()), a.job_id(),
+                                                     a.downstream_assignment_id(), a.end_layer() - 1, out,
+                                                     ctx.push_token);
+      if (sent.ok() && ctx.metrics) ctx.metrics->ActivationBytes("sent", static_cast<double>(*sent));
+      if (!sent.ok()) {
+        std::fprintf(stderr, "caliber-worker: push to %s failed (%s); the next stage reads the stored copy\n",
+                     a.downstream_address().c_str(), sent.status().ToString().c_str());
+      }
+    }
+    return uri;
+  };
+
+  // Pipelined: the next stage needs only unquantized activations, so hand them over first.
+  if (options.propagation == Propagation::kFp && has_next && a.resume_from() == a.first_layer() &&
+      !a.downstream_address().empty()) {
+    MatrixF out = *hidden;
+    const RopeTable rope(*config, samples.seq_len);
+    for (int l = a.resume_from(); l < a.end_layer(); ++l) {
+      absl::StatusOr<LayerWeights> w = LoadLayerWeights(*config, **checkpoint, l);
+      if (!w.ok()) return w.status();
+      if (absl::Status s = PropagateLayer(*config, rope, l, *w, samples, options.batch_seqs, out); !s.ok()) return s;
+      if (Cancelled(ctx)) return absl::CancelledError("assignment cancelled");
+    }
+    absl::StatusOr<std::string> uri = hand_off(out);
+    if (!uri.ok()) return uri.status();
+    v1::ReportBoundaryReadyRequest r;
+    r.set_worker_id(ctx.worker_id);
+    r.set_assignment_id(a.assignment_id());
+    r.set_job_id(a.job_id());
+    r.set_layer(a.end_layer() - 1);
+    r.set_activations_uri(*uri);
+    if (absl::StatusOr<v1::ReportAck> ack = ctx.report_boundary(r); !ack.ok()) return ack.status();
+  }
+
+  int layers_done = static_cast<int>(a.done_layers_size()) + (a.resume_from() - a.first_layer());
+  const int layers_total = a.end_layer() - a.first_layer();
+  if (ctx.metrics) ctx.metrics->SetStageProgress(layers_done, layers_total);
+  MatrixF& h = *hidden;
+  const int interval = std::max(0, a.checkpoint_interval());
+  absl::Status status = QuantizeLayerRange(
+      *config, **checkpoint, options, samples, a.resume_from(), a.end_layer(), done, h,
+      [&](const LayerQuantResult& layer) -> absl::Status {
+        // A finished layer is always stored and reported, even when cancelled meanwhile
+        // (SIGTERM): that is the in-flight work worth keeping.
+        const std::string bytes = EncodeLayerResult(layer);
+        v1::ReportLayerDoneRequest r;
+        r.set_worker_id(ctx.worker_id);
+        r.set_assignment_id(a.assignment_id());
+        r.set_job_id(a.job_id());
+        r.set_layer(layer.layer);
+        r.set_result_uri(scratch::LayerResultUri(a.scratch_uri(), layer.layer, a.assignment_id()));
+        r.set_result_crc32(Crc32(bytes));
+        r.set_result_bytes(static_cast<int64_t>(bytes.size()));
+        r.set_seconds(layer.seconds);
+        r.set_tokens(static_cast<int64_t>(samples.num_seqs) * samples.seq_len);
+        if (absl::Status s = ctx.storage->Write(r.result_uri(), bytes); !s.ok()) return s;
+        // `h` now holds this layer's outputs: store them at checkpoints and at the stage end.
+        const bool last = layer.layer == a.end_layer() - 1;
+        if (last && has_next && !boundary_stored) {
+          absl::StatusOr<std::string> uri = hand_off(h);
+          if (!uri.ok()) return uri.status();
+          r.set_activations_uri(*uri);
+        } else if (!last && interval > 0 && (layer.layer - a.first_layer() + 1) % interval == 0) {
+          const std::string uri = scratch::ActivationsUri(a.scratch_uri(), layer.layer);
+          if (absl::Status s = ctx.storage->Write(uri, EncodeActivations(layer.layer, h)); !s.ok()) return s;
+          r.set_activations_uri(uri);
+        }
+        double hessian_flops = 0;
+        for (const ModuleQuantResult& m : layer.modules) {
+          hessian_flops += static_cast<double>(m.hessian_tokens) * m.quantized.in_features * m.quantized.in_features;
+          if (ctx.metrics) {
+            ctx.metrics->ModuleQuantSeconds(m.quantized.report.method, LinearModuleName(m.module),
+                                            m.quantized.report.seconds);
+          }
+        }
+        r.set_hessian_flops(hessian_flops);
+        absl::StatusOr<v1::ReportAck> ack = ctx.report_layer(r);
+        if (!ack.ok()) return ack.status();
+        if (ctx.metrics) {
+          ctx.metrics->LayerDone();
+          ctx.metrics->CalibrationTokens(static_cast<double>(r.tokens()));
+          ctx.metrics->HessianFlops(hessian_flops);
+          ctx.metrics->SetStageProgress(++layers_done, layers_total);
+        }
+        if (ack->stale()) return absl::CancelledError("the coordinator moved this assignment");
+        if (Cancelled(ctx)) return absl::CancelledError("assignment cancelled");
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  // The last layer was replayed, not quantized: its outputs still have to reach the next stage.
+  if (has_next && !boundary_stored) {
+    absl::StatusOr<std::string> uri = hand_off(h);
+    if (!uri.ok()) return uri.status();
+    v1::ReportBoundaryReadyRequest r;
+    r.set_worker_id(ctx.worker_id);
+    r.set_assignment_id(a.assignment_id());
+    r.set_job_id(a.job_id());
+    r.set_layer(a.end_layer() - 1);
+    r.set_activations_uri(*uri);
+    if (absl::StatusOr<v1::ReportAck> ack = ctx.report_boundary(r); !ack.ok()) return ack.status();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace caliber::workers

@@ -1,0 +1,227 @@
+#include "workers/worker_agent.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace caliber::workers {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+}  // namespace
+
+WorkerAgent::WorkerAgent(WorkerOptions options, storage::Storage& storage, ActivationInbox& inbox,
+                         metrics::WorkerMetrics* metrics)
+    : options_(std::move(options)), storage_(storage), inbox_(inbox), metrics_(metrics) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = auth::MakeChannel(options_.coordinator, options_.tls);
+  channel_ = channel.ok() ? *channel : grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials());
+  stub_ = v1::CoordinatorService::NewStub(channel_);
+}
+
+WorkerAgent::~WorkerAgent() { Stop(); }
+
+std::unique_ptr<grpc::ClientContext> WorkerAgent::NewContext(int timeout_ms) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+  return context;
+}
+
+std::shared_ptr<grpc::Channel> WorkerAgent::ChannelTo(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  auto& channel = peers_[address];
+  if (!channel) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> c = auth::MakeChannel(address, options_.tls);
+    channel = c.ok() ? *c : grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  }
+  return channel;
+}
+
+absl::StatusOr<v1::RegisterWorkerResponse> WorkerAgent::Register() {
+  v1::RegisterWorkerRequest request;
+  request.set_worker_id(options_.worker_id);
+  request.set_address(options_.advertise_address);
+  request.set_memory_bytes(options_.memory_bytes);
+  request.set_device(options_.device);
+  request.set_threads(static_cast<int>(std::thread::hardware_concurrency()));
+  v1::RegisterWorkerResponse response;
+  auto context = NewContext(5000);
+  if (grpc::Status s = stub_->RegisterWorker(context.get(), request, &response); !s.ok()) return FromGrpc(s);
+  return response;
+}
+
+// Reports must reach the coordinator: retried while it is unreachable (e.g. restarting).
+template <typename Req, typename Fn>
+absl::StatusOr<v1::ReportAck> WorkerAgent::Report(const Req& request, Fn call) {
+  absl::Status last;
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    v1::ReportAck ack;
+    auto context = NewContext(10000);
+    const grpc::Status s = call(context.get(), request, &ack);
+    if (s.ok()) return ack;
+    last = FromGrpc(s);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) break;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return last;
+}
+
+void WorkerAgent::StartAssignment(const v1::StageAssignment& assignment) {
+  auto running = std::make_unique<Running>();
+  Running* r = running.get();
+  r->thread = std::thread([this, assignment, r]() {
+    StageContext ctx;
+    ctx.storage = &storage_;
+    ctx.inbox = &inbox_;
+    ctx.metrics = metrics_;
+    ctx.work_dir = options_.work_dir;
+    ctx.worker_id = options_.worker_id;
+    ctx.cancelled = &r->cancelled;
+    ctx.push_token = options_.token;
+    ctx.report_layer = [this](const v1::ReportLayerDoneRequest& req) {
+      return Report(req, [this](grpc::ClientContext* c, const v1::ReportLayerDoneRequest& q, v1::ReportAck* a) {
+        return stub_->ReportLayerDone(c, q, a);
+      });
+    };
+    ctx.report_boundary = [this](const v1::ReportBoundaryReadyRequest& req) {
+      return Report(req, [this](grpc::ClientContext* c, const v1::ReportBoundaryReadyRequest& q, v1::ReportAck* a) {
+        return stub_->ReportBoundaryReady(c, q, a);
+      });
+    };
+    ctx.input_ready = [this, r]() {
+      absl::MutexLock lock(&mu_);
+      return r->input_uri;
+    };
+    ctx.channel_to = [this](const std::string& address) { return ChannelTo(address); };
+    std::fprintf(stderr, "caliber-worker %s: job %s stage %d layers [%d, %d) from layer %d\n",
+                 options_.worker_id.c_str(), assignment.job_id().c_str(), assignment.stage_index(),
+                 assignment.first_layer(), assignment.end_layer(), assignment.resume_from());
+    const absl::Status status = RunStage(assignment, ctx);
+    if (!r->cancelled.load()) {
+      if (!status.ok()) {
+        std::fprintf(stderr, "caliber-worker %s: stage failed: %s\n", options_.worker_id.c_str(),
+                     status.ToString().c_str());
+      }
+      v1::ReportStageEndRequest end;
+      end.set_worker_id(options_.worker_id);
+      end.set_assignment_id(assignment.assignment_id());
+      end.set_job_id(assignment.job_id());
+      end.set_code(static_cast<int>(status.code()));
+      end.set_message(std::string(status.message()));
+      (void)Report(end, [this](grpc::ClientContext* c, const v1::ReportStageEndRequest& q, v1::ReportAck* a) {
+        return stub_->ReportStageEnd(c, q, a);
+      });
+    }
+    r->finished.store(true);
+  });
+  running_[assignment.assignment_id()] = std::move(running);
+}
+
+void WorkerAgent::ReapFinished() {
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (it->second->finished.load()) {
+      it->second->thread.join();
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void WorkerAgent::CancelAll() {
+  for (auto& [id, r] : running_) r->cancelled.store(true);
+}
+
+void WorkerAgent::Run() {
+  int interval_ms = 500;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) break;
+    }
+    std::string session;
+    {
+      absl::MutexLock lock(&mu_);
+      session = session_;
+    }
+    if (session.empty()) {
+      absl::StatusOr<v1::RegisterWorkerResponse> reg = Register();
+      if (!reg.ok()) {
+        if (metrics_) metrics_->SetConnected(false);
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(500));
+        continue;
+      }
+      interval_ms = std::max(50, reg->heartbeat_interval_ms());
+      absl::MutexLock lock(&mu_);
+      session_ = reg->session_id();
+      std::fprintf(stderr, "caliber-worker %s: registered with %s\n", options_.worker_id.c_str(),
+                   options_.coordinator.c_str());
+      if (metrics_) metrics_->SetConnected(true);
+      continue;
+    }
+    v1::HeartbeatRequest request;
+    request.set_worker_id(options_.worker_id);
+    request.set_session_id(session);
+    {
+      absl::MutexLock lock(&mu_);
+      ReapFinished();
+      for (const auto& [id, r] : running_) {
+        if (!r->cancelled.load()) request.add_running_assignments(id);
+      }
+    }
+    v1::HeartbeatResponse response;
+    auto context = NewContext(std::max(2000, 4 * interval_ms));
+    const grpc::Status s = stub_->Heartbeat(context.get(), request, &response);
+    {
+      absl::MutexLock lock(&mu_);
+      if (!s.ok()) {
+        if (metrics_) metrics_->SetConnected(false);
+      } else if (response.reregister()) {
+        // The coordinator restarted or dropped us: our stages are no longer its stages.
+        CancelAll();
+        session_.clear();
+        continue;
+      } else {
+        if (metrics_) metrics_->SetConnected(true);
+        for (const std::string& id : response.cancel()) {
+          if (auto it = running_.find(id); it != running_.end()) it->second->cancelled.store(true);
+        }
+        for (const v1::StageAssignment& a : response.assign()) {
+          if (!running_.count(a.assignment_id())) StartAssignment(a);
+        }
+        for (const v1::InputReady& ready : response.inputs_ready()) {
+          if (auto it = running_.find(ready.assignment_id()); it != running_.end()) {
+            it->second->input_uri = ready.activations_uri();
+          }
+        }
+      }
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(interval_ms));
+    }
+  }
+}
+
+void WorkerAgent::Stop() {
+  std::map<std::string, std::unique_ptr<Running>> running;
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    CancelAll();
+    running.swap(running_);
+  }
+  for (auto& [id, r] : running) {
+    if (r->thread.joinable()) r->thread.join();
+  }
+}
+
+}  // namespace caliber::workers

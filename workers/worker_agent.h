@@ -1,0 +1,73 @@
+// A worker's life with its coordinator: register, heartbeat (which brings assignments,
+// cancellations and "your input is stored" notices), run each assignment on its own thread,
+// and report its end. When the coordinator forgets the worker (it restarted), the worker
+// drops its running stages and registers again; the coordinator rebuilds them from its
+// durable records.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "caliber/v1/worker_protocol.grpc.pb.h"
+#include "services/auth/tls.h"
+#include "workers/stage_runner.h"
+
+namespace caliber::workers {
+
+struct WorkerOptions {
+  std::string worker_id;
+  std::string advertise_address;   // host:port other workers reach this one at
+  std::string coordinator;         // host:port
+  int64_t memory_bytes = 8ll << 30;
+  std::string device = "cpu";
+  std::string work_dir;
+  std::string token;               // worker token presented to the coordinator and peers
+  auth::TlsOptions tls;            // client side (to coordinator and peers)
+};
+
+class WorkerAgent {
+ public:
+  WorkerAgent(WorkerOptions options, storage::Storage& storage, ActivationInbox& inbox,
+              metrics::WorkerMetrics* metrics);
+  ~WorkerAgent();
+
+  // Runs until Stop(): registration, heartbeats, assignments.
+  void Run();
+  // Stops heartbeating, cancels running stages and waits for them.
+  void Stop();
+
+ private:
+  struct Running {
+    std::thread thread;
+    std::atomic<bool> cancelled{false};
+    std::atomic<bool> finished{false};
+    std::string input_uri;  // guarded by mu_
+  };
+  absl::StatusOr<v1::RegisterWorkerResponse> Register();
+  void StartAssignment(const v1::StageAssignment& assignment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  template <typename Req, typename Fn>
+  absl::StatusOr<v1::ReportAck> Report(const Req& request, Fn call);
+  std::unique_ptr<grpc::ClientContext> NewContext(int timeout_ms) const;
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
+
+  const WorkerOptions options_;
+  storage::Storage& storage_;
+  ActivationInbox& inbox_;
+  metrics::WorkerMetrics* metrics_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::CoordinatorService::Stub> stub_;
+
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::string session_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Running>> running_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<grpc::Channel>> peers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace caliber::workers

@@ -1,0 +1,120 @@
+// caliber-worker: runs stages of quantization jobs for a coordinator. Serves WorkerService
+// (activation pushes from upstream stages) and /metrics; dials the coordinator.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/registry.h"
+#include "services/auth/call_credentials.h"
+#include "services/auth/tls.h"
+#include "services/metrics/storage_metrics.h"
+#include "services/metrics/worker_metrics.h"
+#include "services/runtime/daemon_flags.h"
+#include "services/runtime/env_flags.h"
+#include "services/runtime/flag_names.h"
+#include "services/runtime/signals.h"
+#include "workers/activation_inbox.h"
+#include "workers/worker_agent.h"
+
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070", "coordinator address");
+ABSL_FLAG(std::string, listen, "127.0.0.1:0", "WorkerService address (activation pushes)");
+ABSL_FLAG(std::string, advertise, "", "address peers use to reach this worker (default: listen host + bound port)");
+ABSL_FLAG(std::string, worker_id, "", "stable worker name (default: hostname-pid)");
+ABSL_FLAG(int64_t, memory_mb, 8192, "memory this worker offers a stage");
+ABSL_FLAG(std::string, device, "cpu", "cpu (CUDA workers: issue 6)");
+ABSL_FLAG(std::string, work_dir, "", "local scratch (default: a temp dir)");
+ABSL_FLAG(std::string, worker_token_file, "", "shared secret presented to the coordinator and peers");
+ABSL_FLAG(bool, tls_require_client_cert, false, "mTLS on this worker's own endpoint");
+
+namespace caliber {
+namespace {
+
+int Run() {
+  auto registry = std::make_shared<prometheus::Registry>();
+  metrics::StorageMetrics storage_metrics(*registry);
+  metrics::WorkerMetrics worker_metrics(*registry);
+  absl::StatusOr<std::unique_ptr<storage::Storage>> storage = daemon::MakeStorage(&storage_metrics);
+  if (!storage.ok()) return daemon::Fail("storage", storage.status());
+  if (absl::GetFlag(FLAGS_device) != "cpu") {
+    return daemon::Fail("device", absl::UnimplementedError("only --device cpu is built into this worker"));
+  }
+  std::string token;
+  if (const std::string f = absl::GetFlag(FLAGS_worker_token_file); !f.empty()) {
+    absl::StatusOr<std::string> t = auth::ReadTokenFile(f);
+    if (!t.ok()) return daemon::Fail("worker token", t.status());
+    token = *t;
+  }
+  auth::TlsOptions server_tls = daemon::TlsFromFlags();
+  server_tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = auth::MakeServerCredentials(server_tls);
+  if (!creds.ok()) return daemon::Fail("tls", creds.status());
+  absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
+  if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
+
+  workers::ActivationInbox inbox;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  builder.AddListeningPort(listen, *creds, &port);
+  builder.RegisterService(&inbox);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) return daemon::Fail("grpc", absl::UnavailableError("cannot listen on " + listen));
+
+  workers::WorkerOptions options;
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  options.worker_id = absl::GetFlag(FLAGS_worker_id);
+  if (options.worker_id.empty()) options.worker_id = absl::StrCat(host, "-", ::getpid());
+  options.advertise_address = absl::GetFlag(FLAGS_advertise);
+  if (options.advertise_address.empty()) {
+    options.advertise_address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  }
+  options.coordinator = absl::GetFlag(FLAGS_coordinator);
+  options.memory_bytes = absl::GetFlag(FLAGS_memory_mb) << 20;
+  options.device = absl::GetFlag(FLAGS_device);
+  options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  if (options.work_dir.empty()) {
+    options.work_dir = (std::filesystem::temp_directory_path() / absl::StrCat("caliber-worker-", ::getpid())).string();
+  }
+  options.token = token;
+  options.tls = daemon::TlsFromFlags();
+  workers::WorkerAgent agent(options, **storage, inbox, &worker_metrics);
+  std::thread agent_thread([&agent]() { agent.Run(); });
+  daemon::Announce("caliber-worker " + options.worker_id, port, metrics_server->get());
+
+  const int sig = runtime::WaitForTerminationSignal();
+  std::fprintf(stderr, "caliber-worker %s: signal %d, finishing the current layer\n", options.worker_id.c_str(), sig);
+  // Finished layers are stored and reported; the stage's rest moves to another worker.
+  agent.Stop();
+  agent_thread.join();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  std::error_code ec;
+  std::filesystem::remove_all(options.work_dir, ec);
+  std::fprintf(stderr, "caliber-worker %s: stopped\n", options.worker_id.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace caliber
+
+int main(int argc, char** argv) {
+  caliber::runtime::BlockTerminationSignals();
+  caliber::runtime::NormalizeFlagNames(argc, argv);
+  absl::SetProgramUsageMessage("caliber-worker --coordinator HOST:PORT [--listen HOST:PORT] [--memory-mb N] ...");
+  absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = caliber::runtime::ApplyEnvOverrides(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "caliber-worker: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  return caliber::Run();
+}
