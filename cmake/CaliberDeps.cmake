@@ -5,10 +5,6 @@ find_package(Eigen3 3.4 CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
 find_package(Protobuf REQUIRED)
-# Debian's libsentencepiece exports its own copy of protobuf's symbols. Binaries that use
-# both must find libprotobuf's first in the dynamic symbol search order, or protobuf's static
-# initializers run sentencepiece's code and crash: name libprotobuf before anything else.
-string(APPEND CMAKE_EXE_LINKER_FLAGS " -Wl,--push-state,--no-as-needed ${Protobuf_LIBRARY} -Wl,--pop-state")
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 

@@ -1,5 +1,6 @@
 #include "core/text/tokenizer.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -9,12 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
-// sentencepiece_processor.h declares `namespace absl { using std::string_view; }`, which
-// collides with Debian abseil's own absl::string_view class. Renaming its namespace for the
-// include keeps both: the alias is still std::string_view, so the library's symbols match.
-#define absl caliber_sentencepiece_absl
-#include <sentencepiece_processor.h>
-#undef absl
+#include "core/text/sentencepiece_loader.h"
 
 namespace caliber {
 namespace {
@@ -46,8 +42,10 @@ absl::Status ReadTokenizerConfig(const fs::path& path, bool& add_bos, bool& add_
 
 }  // namespace
 
-Tokenizer::Tokenizer() : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
-Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer() = default;
+Tokenizer::~Tokenizer() {
+  if (sp_ != nullptr) SentencePieceApi()->free(sp_);
+}
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_dir_or_file) {
   std::error_code ec;
@@ -70,12 +68,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
     return absl::NotFoundError(absl::StrCat(model.string(), ": no such file", hint));
   }
 
+  absl::StatusOr<const SentencePieceFunctions*> api = LoadSentencePiece();
+  if (!api.ok()) return api.status();
   std::unique_ptr<Tokenizer> tokenizer(new Tokenizer());
   tokenizer->model_path_ = model.string();
-  const sentencepiece::util::Status loaded = tokenizer->sp_->Load(tokenizer->model_path_);
-  if (!loaded.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(model.string(), ": not a SentencePiece model: ", loaded.error_message()));
+  char err[512] = {};
+  tokenizer->sp_ = (*api)->load(tokenizer->model_path_.c_str(), err, sizeof(err));
+  if (tokenizer->sp_ == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(model.string(), ": not a SentencePiece model: ", err));
   }
 
   const fs::path config = model.parent_path() / "tokenizer_config.json";
@@ -88,13 +88,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
 }
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos, bool add_eos) const {
-  std::vector<int> pieces;
+  int* pieces = nullptr;
   // Encode only fails on an unloaded processor, which Load never hands out.
-  sp_->Encode(text, &pieces).IgnoreError();
+  const size_t n = SentencePieceApi()->encode(sp_, text.data(), text.size(), &pieces);
   std::vector<int32_t> ids;
-  ids.reserve(pieces.size() + 2);
+  ids.reserve(n + 2);
   if (add_bos && bos_id() >= 0) ids.push_back(bos_id());
-  ids.insert(ids.end(), pieces.begin(), pieces.end());
+  ids.insert(ids.end(), pieces, pieces + n);
+  std::free(pieces);
   if (add_eos && eos_id() >= 0) ids.push_back(eos_id());
   return ids;
 }
@@ -106,14 +107,16 @@ std::string Tokenizer::Decode(absl::Span<const int32_t> ids) const {
   for (const int32_t id : ids) {
     pieces.push_back(id >= 0 && id < vocab_size() ? id : unk_id());
   }
-  std::string text;
-  sp_->Decode(pieces, &text).IgnoreError();
+  size_t len = 0;
+  char* raw = SentencePieceApi()->decode(sp_, pieces.data(), pieces.size(), &len);
+  std::string text(raw, len);
+  std::free(raw);
   return text;
 }
 
-int Tokenizer::bos_id() const { return sp_->bos_id(); }
-int Tokenizer::eos_id() const { return sp_->eos_id(); }
-int Tokenizer::unk_id() const { return sp_->unk_id(); }
-int Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
+int Tokenizer::bos_id() const { return SentencePieceApi()->info(sp_, 0); }
+int Tokenizer::eos_id() const { return SentencePieceApi()->info(sp_, 1); }
+int Tokenizer::unk_id() const { return SentencePieceApi()->info(sp_, 2); }
+int Tokenizer::vocab_size() const { return SentencePieceApi()->info(sp_, 3); }
 
 }  // namespace caliber

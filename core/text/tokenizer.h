@@ -12,9 +12,6 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}  // namespace sentencepiece
 
 namespace caliber {
 
@@ -52,7 +49,7 @@ class Tokenizer {
  private:
   Tokenizer();
 
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  void* sp_ = nullptr;  // a processor of the SentencePiece shim (core/text/sentencepiece/)
   std::string model_path_;
   bool add_bos_token_ = true;
   bool add_eos_token_ = false;

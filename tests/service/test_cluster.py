@@ -123,6 +123,27 @@ class S3Job(ClusterTest):
         # Scratch objects are gone.
         self.assertFalse(moto.client("exists", "caliber", f"out/q1.caliber-work-{job.job_id}/calib_tokens.i32"))
 
+    def test_object_store_outage_fails_the_job_cleanly(self):
+        moto = cluster.Moto()
+        self.motos.append(moto)
+        for f in ("config.json", "model.safetensors", "tokenizer.model"):
+            moto.client("put", "caliber", f"m/{f}", os.path.join(cluster.MODEL, f), capture=False)
+        moto.client("put", "caliber", "d/calib.i32", cluster.CALIB, capture=False)
+        budget = ["--s3-retry-budget-ms", "1500"]
+        c = self.start(workers=2, s3=moto, extra_coordinator=budget, extra_worker=budget)
+        stub = self.stub(c)
+        job = stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
+            "s3://caliber/m", "s3://caliber/d/calib.i32", "s3://caliber/out/x", nsamples=48, seq_len=256)), timeout=60)
+        self.wait_until(stub, job.job_id, lambda j: j.phase == "calibrating")
+        moto.proc.kill()  # the store goes away for good
+        moto.proc.wait()
+        final = self.follow(stub, job.job_id)
+        self.assertEqual(final.state, pb.FAILED)
+        self.assertEqual(final.error_code, grpc.StatusCode.UNAVAILABLE.value[0], final.error_message)
+        self.assertIsNone(c.coordinator.poll(), "the coordinator must survive")
+        for w in c.workers.values():
+            self.assertIsNone(w.poll(), "workers must survive")
+
 
 class Faults(ClusterTest):
     ARGS = ["--method", "gptq", "--nsamples", "48", "--seq-len", "256"]
