@@ -43,11 +43,6 @@ absl::StatusOr<ServiceClient> ConnectFromFlags() {
   return client;
 }
 
-absl::Status FromGrpc(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
-
 std::string JobLine(const v1::QuantJob& job) {
   const int done = job.layers_done(), total = std::max(1, job.layers_total());
   constexpr int kWidth = 20;

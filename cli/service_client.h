@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "caliber/v1/quant_service.grpc.pb.h"
+#include "services/grpc_status.h"
 
 namespace caliber::cli {
 
@@ -19,8 +20,6 @@ struct ServiceClient {
 
 // From --coordinator, --token-file, --tls-ca/--tls-cert/--tls-key/--tls-server-name.
 absl::StatusOr<ServiceClient> ConnectFromFlags();
-
-absl::Status FromGrpc(const grpc::Status& status);
 
 // One line: id, state, phase, layers, stages; and the detailed form for `caliber status`.
 std::string JobLine(const v1::QuantJob& job);

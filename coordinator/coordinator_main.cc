@@ -29,8 +29,6 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address (port 0: pick one, see --port-file)");
 ABSL_FLAG(std::string, state_dir, "caliber-state", "durable job records and local caches");
 ABSL_FLAG(std::string, tokens_file, "", "tenants and bearer tokens (JSON); empty: one open tenant");
-ABSL_FLAG(std::string, worker_token_file, "", "shared secret workers must present");
-ABSL_FLAG(bool, tls_require_client_cert, false, "mTLS: clients (workers) must present a certificate");
 ABSL_FLAG(int, heartbeat_interval_ms, 500, "worker heartbeat period");
 ABSL_FLAG(int, worker_timeout_ms, 5000, "a worker silent this long is lost; its stages move");
 ABSL_FLAG(int, checkpoint_interval, 1, "workers store activations every N layers (resume points)");
@@ -55,15 +53,9 @@ int Run() {
   } else {
     tenants = auth::TenantRegistry::AllowAll();
   }
-  std::string worker_token;
-  if (const std::string f = absl::GetFlag(FLAGS_worker_token_file); !f.empty()) {
-    absl::StatusOr<std::string> t = auth::ReadTokenFile(f);
-    if (!t.ok()) return daemon::Fail("worker token", t.status());
-    worker_token = *t;
-  }
-  auth::TlsOptions tls = daemon::TlsFromFlags();
-  tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = auth::MakeServerCredentials(tls);
+  absl::StatusOr<std::string> worker_token = daemon::WorkerToken();
+  if (!worker_token.ok()) return daemon::Fail("worker token", worker_token.status());
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = daemon::ServerCredentialsFromFlags();
   if (!creds.ok()) return daemon::Fail("tls", creds.status());
 
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
@@ -79,7 +71,7 @@ int Run() {
   if (absl::Status s = jobs.Start(); !s.ok()) return daemon::Fail("state", s);
 
   coordinator::QuantServiceImpl quant_service(jobs, *tenants);
-  coordinator::CoordinatorServiceImpl coordinator_service(jobs, worker_token);
+  coordinator::CoordinatorServiceImpl coordinator_service(jobs, *worker_token);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *creds, &port);

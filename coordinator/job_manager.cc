@@ -292,10 +292,9 @@ void JobManager::UpdateGauges() {
       total += job.record.job().layers_total();
     }
   }
+  // Metric labels take the state names case-insensitively (RUNNING -> running).
   for (const v1::JobState s : {v1::QUEUED, v1::RUNNING, v1::SUCCEEDED, v1::FAILED, v1::CANCELLED}) {
-    std::string name = v1::JobState_Name(s);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    metrics_->SetJobs(name, counts[s]);
+    metrics_->SetJobs(v1::JobState_Name(s), counts[s]);
   }
   metrics_->SetRunningLayers(done, total);
   int live = 0, lost = 0;
@@ -311,9 +310,8 @@ void JobManager::EndJob(Job& job, v1::JobState state) {
   for (const auto& [stage, a] : job.stage_assignment) assignments_.erase(a.id);
   job.stage_assignment.clear();
   if (metrics_) {
-    std::string name = v1::JobState_Name(state);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    metrics_->JobFinished(name, TimeUtil::DurationToNanoseconds(j.end_time() - j.create_time()) / 1e9);
+    metrics_->JobFinished(v1::JobState_Name(state),
+                          TimeUtil::DurationToNanoseconds(j.end_time() - j.create_time()) / 1e9);
   }
   Changed(job);
   if (!job.busy) {
@@ -657,17 +655,24 @@ v1::HeartbeatResponse JobManager::Heartbeat(const v1::HeartbeatRequest& request)
   return out;
 }
 
+JobManager::Job* JobManager::ReportedLayer(const std::string& job_id, const std::string& assignment_id,
+                                           int layer, v1::ReportAck& ack) {
+  ack.set_stale(!assignments_.count(assignment_id));
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.record.job().state() != v1::RUNNING) {
+    ack.set_stale(true);
+    return nullptr;
+  }
+  if (layer < 0 || layer >= it->second.record.layers_size()) return nullptr;
+  return &it->second;
+}
+
 v1::ReportAck JobManager::LayerDone(const v1::ReportLayerDoneRequest& r) {
   absl::MutexLock lock(&mu_);
   v1::ReportAck ack;
-  ack.set_stale(!assignments_.count(r.assignment_id()));
-  auto it = jobs_.find(r.job_id());
-  if (it == jobs_.end() || it->second.record.job().state() != v1::RUNNING) {
-    ack.set_stale(true);
-    return ack;
-  }
-  Job& job = it->second;
-  if (r.layer() < 0 || r.layer() >= job.record.layers_size()) return ack;
+  Job* found = ReportedLayer(r.job_id(), r.assignment_id(), r.layer(), ack);
+  if (found == nullptr) return ack;
+  Job& job = *found;
   v1::LayerRecord& l = *job.record.mutable_layers(r.layer());
   // Results are deterministic: whichever attempt reports a layer first, its bytes are the ones.
   if (!l.done()) {
@@ -699,14 +704,9 @@ v1::ReportAck JobManager::LayerDone(const v1::ReportLayerDoneRequest& r) {
 v1::ReportAck JobManager::BoundaryReady(const v1::ReportBoundaryReadyRequest& r) {
   absl::MutexLock lock(&mu_);
   v1::ReportAck ack;
-  ack.set_stale(!assignments_.count(r.assignment_id()));
-  auto it = jobs_.find(r.job_id());
-  if (it == jobs_.end() || it->second.record.job().state() != v1::RUNNING) {
-    ack.set_stale(true);
-    return ack;
-  }
-  Job& job = it->second;
-  if (r.layer() < 0 || r.layer() >= job.record.layers_size()) return ack;
+  Job* found = ReportedLayer(r.job_id(), r.assignment_id(), r.layer(), ack);
+  if (found == nullptr) return ack;
+  Job& job = *found;
   v1::LayerRecord& l = *job.record.mutable_layers(r.layer());
   if (l.activations_uri().empty()) {
     l.set_activations_uri(r.activations_uri());

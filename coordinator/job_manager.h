@@ -91,6 +91,10 @@ class JobManager {
 
   // Helpers below run with mu_ held.
   Job* FindJob(const auth::Tenant& tenant, const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The running job a worker's report about `layer` refers to, or null (ack says whether the
+  // assignment is stale).
+  Job* ReportedLayer(const std::string& job_id, const std::string& assignment_id, int layer,
+                     v1::ReportAck& ack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Changed(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // bump version, persist, wake watchers
   void FailJob(Job& job, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndJob(Job& job, v1::JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

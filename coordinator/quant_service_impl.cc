@@ -2,11 +2,6 @@
 
 namespace caliber::coordinator {
 
-grpc::Status ToGrpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
 // Runs `body` with the caller's tenant, or answers UNAUTHENTICATED.
 #define CALIBER_AUTHENTICATE(tenant_var)                                          \
   absl::StatusOr<const auth::Tenant*> tenant_var = auth::AuthenticateCall(tenants_, *context); \

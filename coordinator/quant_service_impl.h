@@ -5,10 +5,9 @@
 #include "caliber/v1/quant_service.grpc.pb.h"
 #include "coordinator/job_manager.h"
 #include "services/auth/tenants.h"
+#include "services/grpc_status.h"
 
 namespace caliber::coordinator {
-
-grpc::Status ToGrpc(const absl::Status& status);
 
 class QuantServiceImpl final : public v1::QuantService::Service {
  public:

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "services/grpc_status.h"
 
 namespace caliber::workers {
 namespace {
@@ -107,8 +108,8 @@ absl::StatusOr<int64_t> PushActivations(const std::shared_ptr<grpc::Channel>& ch
   writer->WritesDone();
   const grpc::Status status = writer->Finish();
   if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        absl::StrCat("pushing activations: ", status.error_message()));
+    const absl::Status s = FromGrpc(status);
+    return absl::Status(s.code(), absl::StrCat("pushing activations: ", std::string(s.message())));
   }
   return sent;
 }

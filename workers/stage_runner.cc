@@ -129,6 +129,18 @@ absl::Status RunStage(const v1::StageAssignment& a, const StageContext& ctx) {
     }
     return uri;
   };
+  // The same, for a boundary no layer report carries: tell the coordinator it is stored.
+  auto hand_off_and_report = [&](const MatrixF& out) -> absl::Status {
+    absl::StatusOr<std::string> uri = hand_off(out);
+    if (!uri.ok()) return uri.status();
+    v1::ReportBoundaryReadyRequest r;
+    r.set_worker_id(ctx.worker_id);
+    r.set_assignment_id(a.assignment_id());
+    r.set_job_id(a.job_id());
+    r.set_layer(a.end_layer() - 1);
+    r.set_activations_uri(*uri);
+    return ctx.report_boundary(r).status();
+  };
 
   // Pipelined: the next stage needs only unquantized activations, so hand them over first.
   if (options.propagation == Propagation::kFp && has_next && a.resume_from() == a.first_layer() &&
@@ -141,15 +153,7 @@ absl::Status RunStage(const v1::StageAssignment& a, const StageContext& ctx) {
       if (absl::Status s = PropagateLayer(*config, rope, l, *w, samples, options.batch_seqs, out); !s.ok()) return s;
       if (Cancelled(ctx)) return absl::CancelledError("assignment cancelled");
     }
-    absl::StatusOr<std::string> uri = hand_off(out);
-    if (!uri.ok()) return uri.status();
-    v1::ReportBoundaryReadyRequest r;
-    r.set_worker_id(ctx.worker_id);
-    r.set_assignment_id(a.assignment_id());
-    r.set_job_id(a.job_id());
-    r.set_layer(a.end_layer() - 1);
-    r.set_activations_uri(*uri);
-    if (absl::StatusOr<v1::ReportAck> ack = ctx.report_boundary(r); !ack.ok()) return ack.status();
+    if (absl::Status s = hand_off_and_report(out); !s.ok()) return s;
   }
 
   int layers_done = static_cast<int>(a.done_layers_size()) + (a.resume_from() - a.first_layer());
@@ -209,15 +213,7 @@ absl::Status RunStage(const v1::StageAssignment& a, const StageContext& ctx) {
   if (!status.ok()) return status;
   // The last layer was replayed, not quantized: its outputs still have to reach the next stage.
   if (has_next && !boundary_stored) {
-    absl::StatusOr<std::string> uri = hand_off(h);
-    if (!uri.ok()) return uri.status();
-    v1::ReportBoundaryReadyRequest r;
-    r.set_worker_id(ctx.worker_id);
-    r.set_assignment_id(a.assignment_id());
-    r.set_job_id(a.job_id());
-    r.set_layer(a.end_layer() - 1);
-    r.set_activations_uri(*uri);
-    if (absl::StatusOr<v1::ReportAck> ack = ctx.report_boundary(r); !ack.ok()) return ack.status();
+    if (absl::Status s = hand_off_and_report(h); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

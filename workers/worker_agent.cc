@@ -5,17 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "services/grpc_status.h"
 
 namespace caliber::workers {
-namespace {
-
-absl::Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
-
-}  // namespace
-
 WorkerAgent::WorkerAgent(WorkerOptions options, storage::Storage& storage, ActivationInbox& inbox,
                          metrics::WorkerMetrics* metrics)
     : options_(std::move(options)), storage_(storage), inbox_(inbox), metrics_(metrics) {

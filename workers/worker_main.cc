@@ -32,8 +32,6 @@ ABSL_FLAG(std::string, worker_id, "", "stable worker name (default: hostname-pid
 ABSL_FLAG(int64_t, memory_mb, 8192, "memory this worker offers a stage");
 ABSL_FLAG(std::string, device, "cpu", "cpu (CUDA workers: issue 6)");
 ABSL_FLAG(std::string, work_dir, "", "local scratch (default: a temp dir)");
-ABSL_FLAG(std::string, worker_token_file, "", "shared secret presented to the coordinator and peers");
-ABSL_FLAG(bool, tls_require_client_cert, false, "mTLS on this worker's own endpoint");
 
 namespace caliber {
 namespace {
@@ -47,15 +45,9 @@ int Run() {
   if (absl::GetFlag(FLAGS_device) != "cpu") {
     return daemon::Fail("device", absl::UnimplementedError("only --device cpu is built into this worker"));
   }
-  std::string token;
-  if (const std::string f = absl::GetFlag(FLAGS_worker_token_file); !f.empty()) {
-    absl::StatusOr<std::string> t = auth::ReadTokenFile(f);
-    if (!t.ok()) return daemon::Fail("worker token", t.status());
-    token = *t;
-  }
-  auth::TlsOptions server_tls = daemon::TlsFromFlags();
-  server_tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = auth::MakeServerCredentials(server_tls);
+  absl::StatusOr<std::string> token = daemon::WorkerToken();
+  if (!token.ok()) return daemon::Fail("worker token", token.status());
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = daemon::ServerCredentialsFromFlags();
   if (!creds.ok()) return daemon::Fail("tls", creds.status());
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
@@ -86,7 +78,7 @@ int Run() {
   if (options.work_dir.empty()) {
     options.work_dir = (std::filesystem::temp_directory_path() / absl::StrCat("caliber-worker-", ::getpid())).string();
   }
-  options.token = token;
+  options.token = *token;
   options.tls = daemon::TlsFromFlags();
   workers::WorkerAgent agent(options, **storage, inbox, &worker_metrics);
   std::thread agent_thread([&agent]() { agent.Run(); });

@@ -6,6 +6,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
+#include "services/auth/call_credentials.h"
 
 ABSL_FLAG(std::string, file_roots, "", "directories file:// URIs may use (comma-separated; default: working dir)");
 ABSL_FLAG(std::string, s3_endpoint, "", "S3 endpoint URL (MinIO, moto, ...); default AWS");
@@ -16,6 +17,8 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this endpoint (enables 
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify peers");
 ABSL_FLAG(std::string, tls_server_name, "", "expected server name of peers (default: their host)");
+ABSL_FLAG(bool, tls_require_client_cert, false, "mTLS: peers must present a certificate signed by --tls-ca");
+ABSL_FLAG(std::string, worker_token_file, "", "shared secret between the coordinator and its workers");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0", "address of /metrics (\"\" disables)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once listening");
 
@@ -46,6 +49,18 @@ auth::TlsOptions TlsFromFlags() {
   t.ca_file = absl::GetFlag(FLAGS_tls_ca);
   t.server_name_override = absl::GetFlag(FLAGS_tls_server_name);
   return t;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags() {
+  auth::TlsOptions tls = TlsFromFlags();
+  tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
+  return auth::MakeServerCredentials(tls);
+}
+
+absl::StatusOr<std::string> WorkerToken() {
+  const std::string path = absl::GetFlag(FLAGS_worker_token_file);
+  if (path.empty()) return std::string();
+  return auth::ReadTokenFile(path);
 }
 
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry) {

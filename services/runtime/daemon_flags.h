@@ -21,6 +21,10 @@ namespace caliber::daemon {
 absl::StatusOr<std::unique_ptr<storage::Storage>> MakeStorage(storage::StorageObserver* observer);
 // --tls-cert, --tls-key, --tls-ca, --tls-server-name.
 auth::TlsOptions TlsFromFlags();
+// The server side of --tls-*, plus --tls-require-client-cert (mTLS); insecure without --tls-cert.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags();
+// The contents of --worker-token-file ("" without one): the secret between coordinator and workers.
+absl::StatusOr<std::string> WorkerToken();
 // --metrics-listen ("" disables /metrics).
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry);
 // Logs the bound ports and writes --port-file (the gRPC port, for callers that chose port 0).
