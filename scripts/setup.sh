@@ -12,7 +12,7 @@ PACKAGES=(
   prometheus-cpp-dev libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libsentencepiece-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-grpcio
+  python3 python3-numpy python3-grpcio openssl
 )
 
 missing=()
