@@ -11,4 +11,4 @@ JOBS=${CALIBER_JOBS:-$(nproc)}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCALIBER_CUDA=AUTO
 cmake --build "$BUILD_DIR" -j "$JOBS"
 # Tests run one at a time: several use both cores through OpenBLAS.
-ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 900 "$@"
+ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 900 --parallel "$JOBS" "$@"

@@ -121,8 +121,10 @@ class Cluster:
         for i in range(workers):
             self.start_worker(f"w{i + 1}")
 
-    def _log(self, name):
-        return open(os.path.join(self.workdir, name + ".log"), "ab")
+    def _spawn(self, args, name):
+        # The child keeps its own descriptor of the log; ours is closed right away.
+        with open(os.path.join(self.workdir, name + ".log"), "ab") as log:
+            return subprocess.Popen(args, env=self.env, stderr=log)
 
     def start_coordinator(self, port=None):
         port_file = os.path.join(self.workdir, "coordinator.port")
@@ -131,8 +133,7 @@ class Cluster:
         args = list(self.coordinator_args)
         if port is not None:
             args[args.index("127.0.0.1:0")] = f"127.0.0.1:{port}"
-        self.coordinator = subprocess.Popen(args + ["--port-file", port_file], env=self.env,
-                                            stderr=self._log("coordinator"))
+        self.coordinator = self._spawn(args + ["--port-file", port_file], "coordinator")
         self.port, self.metrics_port = wait_for_file(port_file, proc=self.coordinator)
         return self.coordinator
 
@@ -140,9 +141,9 @@ class Cluster:
         port_file = os.path.join(self.workdir, f"{name}.port")
         if os.path.exists(port_file):
             os.remove(port_file)
-        proc = subprocess.Popen([WORKER, "--coordinator", f"127.0.0.1:{self.port}", "--worker-id", name,
-                                 "--work-dir", os.path.join(self.workdir, name), "--port-file", port_file]
-                                + self.common + self.extra_worker, env=self.env, stderr=self._log(name))
+        proc = self._spawn([WORKER, "--coordinator", f"127.0.0.1:{self.port}", "--worker-id", name,
+                            "--work-dir", os.path.join(self.workdir, name), "--port-file", port_file]
+                           + self.common + self.extra_worker, name)
         wait_for_file(port_file, proc=proc)
         self.workers[name] = proc
         return proc
