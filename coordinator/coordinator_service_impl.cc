@@ -1,19 +1,11 @@
 #include "coordinator/coordinator_service_impl.h"
 
-#include <openssl/crypto.h>
+#include "services/auth/worker_token.h"
 
 namespace caliber::coordinator {
 
 grpc::Status CoordinatorServiceImpl::Check(const grpc::ServerContext& context) const {
-  if (worker_token_.empty()) return grpc::Status::OK;
-  const auto& md = context.client_metadata();
-  auto it = md.find("authorization");
-  const std::string expected = "Bearer " + worker_token_;
-  if (it == md.end() || it->second.size() != expected.size() ||
-      CRYPTO_memcmp(it->second.data(), expected.data(), expected.size()) != 0) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or wrong worker token");
-  }
-  return grpc::Status::OK;
+  return auth::CheckWorkerToken(context, worker_token_);
 }
 
 grpc::Status CoordinatorServiceImpl::RegisterWorker(grpc::ServerContext* context,

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "services/auth/worker_token.h"
 #include "services/grpc_status.h"
 
 namespace caliber::workers {
@@ -20,9 +21,10 @@ constexpr int64_t kMaxRows = int64_t{1} << 31;
 
 }  // namespace
 
-grpc::Status ActivationInbox::PushActivations(grpc::ServerContext* /*context*/,
+grpc::Status ActivationInbox::PushActivations(grpc::ServerContext* context,
                                               grpc::ServerReader<v1::ActivationChunk>* reader,
                                               v1::PushActivationsResponse* response) {
+  if (grpc::Status s = auth::CheckWorkerToken(*context, worker_token_); !s.ok()) return s;
   v1::ActivationChunk chunk;
   MatrixF data;
   std::string assignment;

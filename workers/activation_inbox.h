@@ -1,6 +1,6 @@
 // The receiving end of stage-to-stage activation streaming (WorkerService.PushActivations).
 // An upstream worker streams the activations entering this worker's stage in row chunks;
-// each chunk's CRC-32 is checked, and only a complete, in-order stream is kept. Flow control
+// the worker token is checked, each chunk's CRC-32 is checked, and only a complete, in-order stream is kept. Flow control
 // is the transport's: the handler reads the next chunk only after it copied the previous one.
 #pragma once
 
@@ -17,6 +17,9 @@ namespace caliber::workers {
 
 class ActivationInbox final : public v1::WorkerService::Service {
  public:
+  // `worker_token` empty: no token check; otherwise pushes must carry it (services/auth).
+  explicit ActivationInbox(std::string worker_token = "") : worker_token_(std::move(worker_token)) {}
+
   grpc::Status PushActivations(grpc::ServerContext* context, grpc::ServerReader<v1::ActivationChunk>* reader,
                                v1::PushActivationsResponse* response) override;
 
@@ -31,6 +34,7 @@ class ActivationInbox final : public v1::WorkerService::Service {
     int layer = 0;
     MatrixF data;
   };
+  const std::string worker_token_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> complete_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;

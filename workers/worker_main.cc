@@ -52,7 +52,7 @@ int Run() {
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
 
-  workers::ActivationInbox inbox;
+  workers::ActivationInbox inbox(*token);
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
