@@ -1,0 +1,54 @@
+// HeRo-Q and its single-ingredient baselines as one model-to-model step before quantization:
+//   none         the model as it is;
+//   quarot       randomized Hadamard R1 and R2, no diagonals, no learning (QuaRot-style);
+//   smoothquant  SmoothQuant-style diagonals only, no rotations, no learning;
+//   heroq        Hadamard R1/R2 and SmoothQuant diagonals as the start, then learned
+//                (heroq_learner.h) against the objective of heroq_objective.h.
+// The result is folded into an ordinary checkpoint of the same architecture
+// (WriteTransformedModel), which the usual calibration and GPTQ pipeline then quantizes.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "core/calib/calibration_set.h"
+#include "core/io/safetensors.h"
+#include "core/model/config.h"
+#include "core/transform/heroq_learner.h"
+#include "core/transform/transform_params.h"
+#include "nlohmann/json.hpp"
+
+namespace caliber {
+
+enum class TransformKind { kNone, kQuaRot, kSmoothQuant, kHeroq };
+absl::StatusOr<TransformKind> ParseTransformKind(std::string_view name);
+std::string_view TransformKindName(TransformKind kind);
+
+struct TransformOptions {
+  TransformKind kind = TransformKind::kNone;
+  uint64_t seed = 0;          // of the Hadamard signs / random rotations
+  double smooth_alpha = 0.5;  // SmoothQuant's migration strength
+  HeroqLearnOptions learn;    // objective.bits/group_size/sym: the quantization target
+};
+
+struct TransformOutcome {
+  ModelTransform transform;
+  // Per layer, module and input: the round-to-nearest error without the transform, at its
+  // start and learned; λmax, trace and damped condition number of H and H̃; the loss history.
+  nlohmann::json report;
+  double seconds = 0;
+};
+
+// One fp calibration pass for the Hessians, then the transform of options.kind.
+absl::StatusOr<TransformOutcome> BuildModelTransform(const ModelConfig& config, const Checkpoint& checkpoint,
+                                                     const CalibrationSet& calib,
+                                                     const TransformOptions& options, int batch_seqs);
+
+// Writes `source_dir`'s model with `transform` folded in to `out_dir` (created; float32
+// tensors in one model.safetensors, config.json with untied embeddings, tokenizer files).
+absl::Status WriteTransformedModel(const std::string& source_dir, const ModelConfig& config,
+                                   const Checkpoint& checkpoint, const ModelTransform& transform,
+                                   const std::string& out_dir);
+
+}  // namespace caliber
