@@ -59,6 +59,20 @@ std::string_view TransformKindName(TransformKind kind) {
   return "none";
 }
 
+absl::StatusOr<MethodPlan> PlanMethod(std::string_view method, std::string_view transform_flag) {
+  absl::StatusOr<TransformKind> kind = ParseTransformKind(transform_flag.empty() ? "none" : transform_flag);
+  if (!kind.ok()) return kind.status();
+  constexpr std::string_view kPrefix = "heroq_";
+  if (method.substr(0, kPrefix.size()) == kPrefix) {
+    if (*kind != TransformKind::kNone && *kind != TransformKind::kHeroq) {
+      return absl::InvalidArgumentError(absl::StrCat("method '", std::string(method), "' already sets the transform; got --transform ",
+                                                     std::string(transform_flag)));
+    }
+    return MethodPlan{std::string(method.substr(kPrefix.size())), TransformKind::kHeroq};
+  }
+  return MethodPlan{std::string(method), *kind};
+}
+
 absl::StatusOr<TransformOutcome> BuildModelTransform(const ModelConfig& config, const Checkpoint& checkpoint,
                                                      const CalibrationSet& calib,
                                                      const TransformOptions& options, int batch_seqs) {

@@ -25,6 +25,14 @@ enum class TransformKind { kNone, kQuaRot, kSmoothQuant, kHeroq };
 absl::StatusOr<TransformKind> ParseTransformKind(std::string_view name);
 std::string_view TransformKindName(TransformKind kind);
 
+// --method names that carry a transform: "heroq_gptq" = heroq + gptq, "heroq_gptq_lora" =
+// heroq + gptq_lora. Any other method name runs with `transform_flag` (default "none").
+struct MethodPlan {
+  std::string quantizer;
+  TransformKind transform = TransformKind::kNone;
+};
+absl::StatusOr<MethodPlan> PlanMethod(std::string_view method, std::string_view transform_flag);
+
 struct TransformOptions {
   TransformKind kind = TransformKind::kNone;
   uint64_t seed = 0;          // of the Hadamard signs / random rotations
