@@ -10,3 +10,4 @@ ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, format);
 ABSL_DECLARE_FLAG(int, seq_len);
 ABSL_DECLARE_FLAG(bool, json);
+ABSL_DECLARE_FLAG(int, act_bits);

@@ -1,5 +1,6 @@
 // `caliber eval`: perplexity of a model (plain or quantized, optionally with a LoRA adapter)
-// on text or pre-tokenized ids.
+// on text or pre-tokenized ids, with float activations or W·A8's per-token INT8 ones
+// (--act-bits; by default what the checkpoint is served with).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -7,11 +8,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/io/inputs.h"
 #include "cli/progress_bar.h"
 #include "core/eval/perplexity.h"
+#include "core/quant/act_quant.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, text, "", "evaluation text file (tokenized with the model's tokenizer)");
@@ -29,6 +32,10 @@ absl::StatusOr<PerplexityResult> Evaluate() {
   if (text.empty() == tokens.empty()) {
     return absl::InvalidArgumentError("pass exactly one of --text FILE or --tokens FILE");
   }
+  const int act_bits = absl::GetFlag(FLAGS_act_bits);  // 0: as the checkpoint is served
+  if (absl::Status s = ValidateActBits(act_bits); act_bits != 0 && !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--act-bits: ", std::string(s.message())));
+  }
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(model_dir, absl::GetFlag(FLAGS_adapter));
   if (!model.ok()) return model.status();
@@ -42,6 +49,7 @@ absl::StatusOr<PerplexityResult> Evaluate() {
   options.seq_len = absl::GetFlag(FLAGS_seq_len);
   options.max_windows = absl::GetFlag(FLAGS_max_windows);
   options.batch_windows = absl::GetFlag(FLAGS_batch_windows);
+  options.act_bits = act_bits == 0 ? (*model)->config().served_act_bits() : act_bits;
   options.progress = [&bar](int done, int total) { bar.Update(done, total); };
   return EvaluatePerplexity(**model, *stream, options);
 }
@@ -51,7 +59,7 @@ absl::StatusOr<PerplexityResult> Evaluate() {
 int RunEval(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "caliber eval --model DIR [--adapter DIR] (--text FILE | --tokens FILE) [--seq-len 256] "
-      "[--max-windows N] [--json]");
+      "[--max-windows N] [--act-bits 16|8] [--json]");
   absl::ParseCommandLine(argc, argv);
   absl::StatusOr<PerplexityResult> r = Evaluate();
   if (!r.ok()) {
@@ -61,12 +69,13 @@ int RunEval(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_json)) {
     const nlohmann::json j = {{"ppl", r->ppl},         {"nll", r->nll},
                               {"tokens", r->tokens},   {"windows", r->windows},
-                              {"seconds", r->seconds}};
+                              {"seconds", r->seconds}, {"act_bits", r->act_bits}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("perplexity %.4f  (mean NLL %.6f over %lld tokens in %d windows of %d, %.2fs)\n",
+    std::printf("perplexity %.4f  (mean NLL %.6f over %lld tokens in %d windows of %d, %s, %.2fs)\n",
                 r->ppl, r->nll, static_cast<long long>(r->tokens), r->windows,
-                absl::GetFlag(FLAGS_seq_len), r->seconds);
+                absl::GetFlag(FLAGS_seq_len),
+                r->act_bits == 16 ? "float activations" : "INT8 per-token activations", r->seconds);
   }
   return 0;
 }

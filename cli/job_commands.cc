@@ -112,6 +112,7 @@ absl::StatusOr<v1::SubmitQuantJobRequest> RequestFromFlags() {
     m.set_refine_iters(absl::GetFlag(FLAGS_refine_iters));
   }
   m.set_lora_a_bits(absl::GetFlag(FLAGS_lora_a_bits));
+  m.set_act_bits(absl::GetFlag(FLAGS_act_bits));
   const std::string p = absl::GetFlag(FLAGS_propagation);
   if (p == "quantized" || p == "sequential") {
     spec.set_propagation(v1::SEQUENTIAL);

@@ -17,7 +17,7 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"eval", "perplexity of a model on text or token ids", caliber::cli::RunEval},
-    {"quantize", "one-shot quantization of a model into a GPTQ checkpoint",
+    {"quantize", "one-shot quantization of a model into a GPTQ (W·A16) or compressed-tensors (W·A8) checkpoint",
      caliber::cli::RunQuantize},
     {"submit", "submit a quantization job to a coordinator (--wait follows it)", caliber::cli::RunSubmit},
     {"watch", "follow a job's progress until it ends", caliber::cli::RunWatch},

@@ -1,6 +1,7 @@
 // `caliber quantize`: one-shot quantization of a model on this machine — calibration, the
 // quantizer of --method on every linear of every decoder layer, and a checkpoint that vLLM
-// and transformers load (GPTQ layout, plus a PEFT adapter for low-rank methods).
+// and transformers load (GPTQ layout for W·A16, compressed-tensors pack-quantized for W·A8
+// (--act-bits 8), plus a PEFT adapter for low-rank methods).
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -16,9 +17,10 @@
 #include "cli/progress_bar.h"
 #include "core/calib/model_quantizer.h"
 #include "core/eval/perplexity.h"
-#include "core/formats/gptq_checkpoint.h"
+#include "core/formats/checkpoint_format.h"
 #include "core/formats/job_meta.h"
 #include "core/formats/quant_report.h"
+#include "core/quant/act_quant.h"
 #include "core/quant/quantizer.h"
 
 ABSL_FLAG(std::string, calib, "", "calibration data (.txt text, .jsonl id lists, .u32/.bin, .i32)");
@@ -78,6 +80,10 @@ absl::StatusOr<CalibrationOptions> OptionsFromFlags() {
         absl::StrCat("--hessian-precision must be float32 or float64, got '", precision, "'"));
   }
   o.batch_seqs = absl::GetFlag(FLAGS_batch_seqs);
+  o.act_bits = absl::GetFlag(FLAGS_act_bits) == 0 ? kActBitsFloat : absl::GetFlag(FLAGS_act_bits);
+  if (absl::Status bad = ValidateActBits(o.act_bits); !bad.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--act-bits: ", std::string(bad.message())));
+  }
   return o;
 }
 
@@ -90,9 +96,11 @@ nlohmann::json JobJson(const CalibrationOptions& o, const CalibrationSet& calib)
   return job;
 }
 
-// Perplexity of the model at `dir` (+ adapter) on the --eval-* data, or nullopt if none given.
+// Perplexity of the model at `dir` (+ adapter) with activations at `act_bits` on the --eval-*
+// data, or nullopt if none given.
 absl::StatusOr<std::optional<PerplexityResult>> MaybeEvaluate(const std::string& dir,
                                                               const std::string& adapter,
+                                                              int act_bits,
                                                               const std::string& label) {
   const std::string text = absl::GetFlag(FLAGS_eval_text);
   const std::string tokens = absl::GetFlag(FLAGS_eval_tokens);
@@ -107,19 +115,22 @@ absl::StatusOr<std::optional<PerplexityResult>> MaybeEvaluate(const std::string&
   PerplexityOptions options;
   options.seq_len = absl::GetFlag(FLAGS_seq_len);
   options.max_windows = absl::GetFlag(FLAGS_eval_windows);
+  options.act_bits = act_bits;
   options.progress = [&bar](int done, int total) { bar.Update(done, total); };
   absl::StatusOr<PerplexityResult> r = EvaluatePerplexity(**model, *stream, options);
   if (!r.ok()) return r.status();
   return std::optional<PerplexityResult>(*r);
 }
 
-// seq_len is recorded so `caliber eval --seq-len N --max-windows W` can reproduce the number.
-nlohmann::json PplJson(const PerplexityResult& r) {
+// seq_len and act_bits are recorded so `caliber eval --seq-len N --max-windows W --act-bits B`
+// can reproduce the number.
+nlohmann::json PplJson(const PerplexityResult& r, int act_bits) {
   return {{"ppl", r.ppl},
           {"nll", r.nll},
           {"tokens", r.tokens},
           {"windows", r.windows},
-          {"seq_len", absl::GetFlag(FLAGS_seq_len)}};
+          {"seq_len", absl::GetFlag(FLAGS_seq_len)},
+          {"act_bits", act_bits}};
 }
 
 absl::Status Quantize() {
@@ -134,10 +145,11 @@ absl::Status Quantize() {
   absl::StatusOr<ModelConfig> config =
       ModelConfig::FromFile((std::filesystem::path(model_dir) / "config.json").string());
   if (!config.ok()) return config.status();
-  if (config->gptq) return absl::InvalidArgumentError(model_dir + " is already quantized");
+  if (config->quantized()) return absl::InvalidArgumentError(model_dir + " is already quantized");
   for (const int in : {config->hidden_size, config->q_dim(), config->intermediate_size}) {
     if (absl::Status s = Validate(options->spec, in); !s.ok()) return s;
   }
+  if (absl::Status s = CheckCheckpointFormat(*options, *config); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(model_dir);
   if (!checkpoint.ok()) return checkpoint.status();
 
@@ -154,12 +166,14 @@ absl::Status Quantize() {
   const nlohmann::json job = JobJson(*options, *calib);
   const nlohmann::json meta = QuantizationMeta(
       *options, {calib->nsamples, calib->seq_len, absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_calib_sampling)});
-  GptqCheckpointWriter writer(*config, **checkpoint, model_dir, out_dir, options->spec,
-                              {{"quantizer", {"caliber:0.1.0"}}, {"caliber", meta}});
-  if (absl::Status s = writer.CheckOutput(); !s.ok()) return s;
+  const std::unique_ptr<QuantizedCheckpointWriter> writer = MakeCheckpointWriter(
+      *options, *config, **checkpoint, model_dir, out_dir,
+      {{"quantizer", {"caliber:0.1.0"}}, {"caliber", meta}});
+  if (absl::Status s = writer->CheckOutput(); !s.ok()) return s;
 
+  // The baseline is the unquantized model as it is (float activations).
   absl::StatusOr<std::optional<PerplexityResult>> before = std::optional<PerplexityResult>();
-  if (absl::GetFlag(FLAGS_eval_baseline)) before = MaybeEvaluate(model_dir, "", "eval fp");
+  if (absl::GetFlag(FLAGS_eval_baseline)) before = MaybeEvaluate(model_dir, "", kActBitsFloat, "eval fp");
   if (!before.ok()) return before.status();
 
   ProgressBar bar(absl::StrCat("quantize ", options->method));
@@ -167,26 +181,26 @@ absl::Status Quantize() {
   absl::StatusOr<ModelQuantResult> result = QuantizeModel(
       *config, **checkpoint, *calib, *options, [&](const LayerQuantResult& layer) {
         bar.Update(layer.layer + 1, config->num_hidden_layers);
-        return writer.AddLayer(layer);
+        return writer->AddLayer(layer);
       });
   if (!result.ok()) return result.status();
-  absl::StatusOr<std::string> staged = writer.Stage();
+  absl::StatusOr<std::string> staged = writer->Stage();
   if (!staged.ok()) return staged.status();
 
   nlohmann::json report = BuildQuantReport(*result, job);
   const std::string adapter = (std::filesystem::path(*staged) / "adapter").string();
   absl::StatusOr<std::optional<PerplexityResult>> after = MaybeEvaluate(
-      *staged, std::filesystem::exists(adapter) ? adapter : "", "eval quantized");
+      *staged, std::filesystem::exists(adapter) ? adapter : "", options->act_bits, "eval quantized");
   if (!after.ok()) {
     std::error_code ec;
     std::filesystem::remove_all(*staged, ec);  // a failed run leaves nothing behind
     return after.status();
   }
   if (after->has_value()) {
-    report["eval"] = {{"quantized", PplJson(**after)}};
-    if (before->has_value()) report["eval"]["fp"] = PplJson(**before);
+    report["eval"] = {{"quantized", PplJson(**after, options->act_bits)}};
+    if (before->has_value()) report["eval"]["fp"] = PplJson(**before, kActBitsFloat);
   }
-  if (absl::Status s = writer.Commit(report); !s.ok()) return s;
+  if (absl::Status s = writer->Commit(report); !s.ok()) return s;
 
   if (absl::GetFlag(FLAGS_json)) {
     std::printf("%s\n", report["totals"].dump().c_str());
@@ -203,8 +217,9 @@ absl::Status Quantize() {
     if (report.contains("eval")) {
       const auto& e = report["eval"];
       if (e.contains("fp")) std::printf("perplexity fp        %.4f\n", e["fp"]["ppl"].get<double>());
-      std::printf("perplexity quantized %.4f (%d windows)\n", e["quantized"]["ppl"].get<double>(),
-                  e["quantized"]["windows"].get<int>());
+      std::printf("perplexity quantized %.4f (%d windows, activations %s)\n",
+                  e["quantized"]["ppl"].get<double>(), e["quantized"]["windows"].get<int>(),
+                  options->act_bits == kActBitsFloat ? "float" : "INT8 per token");
     }
     std::printf("wrote %s\n", out_dir.c_str());
   }
@@ -217,7 +232,8 @@ int RunQuantize(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "caliber quantize --model DIR --calib FILE --out DIR [--method rtn|gptq|gptq_lora] "
       "[--bits 4] [--group-size 128] [--act-order] [--sym|--asym] [--damp 0.01] "
-      "[--lora-rank 32] [--refine-iters K] [--nsamples 128] [--seq-len 256] [--seed 0]");
+      "[--lora-rank 32] [--refine-iters K] [--act-bits 16|8] [--nsamples 128] [--seq-len 256] "
+      "[--seed 0]");
   absl::ParseCommandLine(argc, argv);
   if (absl::Status s = Quantize(); !s.ok()) {
     std::fprintf(stderr, "caliber quantize: %s\n", s.ToString().c_str());

@@ -11,7 +11,7 @@
 #include "coordinator/job_spec.h"
 #include "core/calib/model_quantizer.h"
 #include "core/eval/perplexity.h"
-#include "core/formats/gptq_checkpoint.h"
+#include "core/formats/checkpoint_format.h"
 #include "core/formats/job_meta.h"
 #include "core/formats/layer_result_codec.h"
 #include "core/formats/quant_report.h"
@@ -42,7 +42,8 @@ absl::StatusOr<std::string> Sha256File(const fs::path& path) {
 }
 
 nlohmann::json PplJson(const PerplexityResult& r, int seq_len) {
-  return {{"ppl", r.ppl}, {"nll", r.nll}, {"tokens", r.tokens}, {"windows", r.windows}, {"seq_len", seq_len}};
+  return {{"ppl", r.ppl},         {"nll", r.nll},         {"tokens", r.tokens},
+          {"windows", r.windows}, {"seq_len", seq_len}, {"act_bits", r.act_bits}};
 }
 
 std::string BaseName(std::string uri) {
@@ -78,10 +79,12 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
   const std::string local_out = (fs::path(cache_dir) / "out").string();
   std::error_code ec;
   fs::remove_all(local_out, ec);  // what a previous attempt left
-  GptqCheckpointWriter writer(config, **source, model_dir, local_out, options.spec,
-                              {{"quantizer", {"caliber:0.1.0"}}, {"caliber", meta}});
-  writer.set_base_model_name(BaseName(spec.model_uri()));
-  if (absl::Status s = writer.CheckOutput(); !s.ok()) return s;
+  // The job's format: GPTQ v1 for W·A16, compressed-tensors for W·A8 (act_bits 8).
+  const std::unique_ptr<QuantizedCheckpointWriter> writer = MakeCheckpointWriter(
+      options, config, **source, model_dir, local_out,
+      {{"quantizer", {"caliber:0.1.0"}}, {"caliber", meta}});
+  writer->set_base_model_name(BaseName(spec.model_uri()));
+  if (absl::Status s = writer->CheckOutput(); !s.ok()) return s;
 
   if (hooks.on_phase) hooks.on_phase("assembling");
   ModelQuantResult result;
@@ -98,10 +101,10 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
     absl::StatusOr<LayerQuantResult> layer = DecodeLayerResult(*bytes);
     if (!layer.ok()) return layer.status();
     if (layer->layer != l) return absl::DataLossError(absl::StrCat(lr.result_uri(), " holds layer ", layer->layer));
-    if (absl::Status s = writer.AddLayer(*layer); !s.ok()) return s;
+    if (absl::Status s = writer->AddLayer(*layer); !s.ok()) return s;
     result.layers.push_back(*std::move(layer));
   }
-  absl::StatusOr<std::string> staged = writer.Stage();
+  absl::StatusOr<std::string> staged = writer->Stage();
   if (!staged.ok()) return staged.status();
   result.seconds = absl::ToDoubleSeconds(absl::Now() - absl::FromUnixSeconds(record.job().start_time().seconds()));
 
@@ -133,13 +136,14 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
     fp->reset();
     absl::StatusOr<std::unique_ptr<Model>> q = LoadModel(*staged, fs::exists(adapter) ? adapter : "");
     if (!q.ok()) return q.status();
+    po.act_bits = options.act_bits;  // the checkpoint as it is served; the baseline in float
     absl::StatusOr<PerplexityResult> after = EvaluatePerplexity(**q, *tokens, po);
     if (!after.ok()) return after.status();
     report["eval"] = {{"fp", PplJson(*before, e.seq_len())}, {"quantized", PplJson(*after, e.seq_len())}};
     quality.set_ppl_fp(before->ppl);
     quality.set_ppl_quantized(after->ppl);
   }
-  if (absl::Status s = writer.Commit(report); !s.ok()) return s;
+  if (absl::Status s = writer->Commit(report); !s.ok()) return s;
 
   if (hooks.on_phase) hooks.on_phase("committing");
   if (hooks.before_commit) {

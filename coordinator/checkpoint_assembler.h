@@ -1,6 +1,7 @@
 // The last step of a job: the quantized layers the workers left in the scratch prefix become a
 // checkpoint in the output location. Layers are read back (CRC-checked) and written by the same
-// GptqCheckpointWriter `caliber quantize` uses, so the bytes are the same; the optional
+// writer `caliber quantize` uses (GPTQ v1 for W·A16, compressed-tensors for W·A8; see
+// core/formats/checkpoint_format.h), so the bytes are the same; the optional
 // evaluation runs on exactly what was written; then every file is uploaded, config.json
 // second to last and the manifest (caliber_manifest.json: names, sizes, SHA-256) last — a
 // reader that finds the manifest finds a complete checkpoint.

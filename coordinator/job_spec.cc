@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/formats/checkpoint_format.h"
 #include "core/quant/quantizer.h"
 #include "services/job_options.h"
 
@@ -61,6 +62,11 @@ absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
   if (m.lora_rank() < 0 || m.lora_a_bits() < 0 || m.refine_iters() < 0) {
     return Bad("method", "lora_rank, lora_a_bits and refine_iters must be >= 0");
   }
+  if (m.act_bits() == 0) m.set_act_bits(16);
+  if (m.act_bits() != 16 && m.act_bits() != 8) {
+    return Bad("method.act_bits", absl::StrCat("must be 16 (float activations; 0 means 16) or 8 "
+                                               "(per-token dynamic INT8), got ", m.act_bits()));
+  }
   // Grid checks (bits, group size vs. input widths) need the model: CheckSpecAgainstModel.
   QuantSpec probe = CalibrationOptionsOf(spec).spec;
   probe.group_size = -1;
@@ -91,9 +97,14 @@ CalibrationOptions CalibrationOptionsOf(const v1::QuantJobSpec& spec) {
 }
 
 absl::Status CheckSpecAgainstModel(const v1::QuantJobSpec& spec, const ModelConfig& config) {
-  const QuantSpec q = CalibrationOptionsOf(spec).spec;
+  const CalibrationOptions options = CalibrationOptionsOf(spec);
+  const QuantSpec& q = options.spec;
   for (const int in : {config.hidden_size, config.q_dim(), config.intermediate_size}) {
     if (absl::Status s = Validate(q, in); !s.ok()) return Bad("method", std::string(s.message()));
+  }
+  // W·A8 jobs write compressed-tensors, which has its own limits (group sizes).
+  if (absl::Status s = CheckCheckpointFormat(options, config); !s.ok()) {
+    return Bad("method", std::string(s.message()));
   }
   if (spec.calibration().seq_len() > config.max_position_embeddings) {
     return Bad("calibration.seq_len", absl::StrCat(spec.calibration().seq_len(),
@@ -103,7 +114,7 @@ absl::Status CheckSpecAgainstModel(const v1::QuantJobSpec& spec, const ModelConf
   if (spec.has_evaluation() && spec.evaluation().seq_len() > config.max_position_embeddings) {
     return Bad("evaluation.seq_len", "exceeds the model's max_position_embeddings");
   }
-  if (config.gptq) return absl::InvalidArgumentError("spec.model_uri: the model is already quantized");
+  if (config.quantized()) return absl::InvalidArgumentError("spec.model_uri: the model is already quantized");
   return absl::OkStatus();
 }
 

@@ -18,6 +18,7 @@ CalibrationOptions CalibrationOptionsFromProto(const v1::QuantMethod& m, v1::Pro
   o.spec.refine_iters = m.refine_iters();
   o.propagation = propagation == v1::PIPELINED ? Propagation::kFp : Propagation::kQuantized;
   o.batch_seqs = batch_seqs;
+  o.act_bits = m.act_bits() == 0 ? 16 : m.act_bits();
   return o;
 }
 

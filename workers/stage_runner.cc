@@ -150,7 +150,10 @@ absl::Status RunStage(const v1::StageAssignment& a, const StageContext& ctx) {
     for (int l = a.resume_from(); l < a.end_layer(); ++l) {
       absl::StatusOr<LayerWeights> w = LoadLayerWeights(*config, **checkpoint, l);
       if (!w.ok()) return w.status();
-      if (absl::Status s = PropagateLayer(*config, rope, l, *w, samples, options.batch_seqs, out); !s.ok()) return s;
+      if (absl::Status s = PropagateLayer(*config, rope, l, *w, samples, options.batch_seqs, options.act_bits, out);
+          !s.ok()) {
+        return s;
+      }
       if (Cancelled(ctx)) return absl::CancelledError("assignment cancelled");
     }
     if (absl::Status s = hand_off_and_report(out); !s.ok()) return s;

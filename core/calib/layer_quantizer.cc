@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/calib/hessian_stats.h"
+#include "core/quant/act_quant.h"
 #include "core/quant/quantizer.h"
 #include "core/util/allocator.h"
 
@@ -51,18 +52,21 @@ int InputWidth(const ModelConfig& c, LinearGroup g) {
   return 0;
 }
 
-// Runs the calibration samples through the layer in batches; writes the outputs to `out`
-// when given (which may alias nothing: inputs are read from `in` only).
+// Runs the calibration samples through the layer in batches, linear inputs fake-quantized at
+// `act_bits` (before `taps` sees them); writes the outputs to `out` when given (`out` may be
+// `&in`: each batch reads its rows of `in` before writing them).
 void RunBatches(const ModelConfig& config, int layer, const LayerWeights& weights,
-                const RopeTable& rope, const SequenceBatch& samples, int batch_seqs,
+                const RopeTable& rope, const SequenceBatch& samples, int batch_seqs, int act_bits,
                 const MatrixF& in, MatrixF* out, HessianTaps* taps) {
+  std::optional<ActQuantTaps> act_quant;
+  LayerTaps* layer_taps = WithActivationQuantization(act_bits, taps, act_quant);
   for (int s0 = 0; s0 < samples.num_seqs; s0 += batch_seqs) {
     const int n = std::min(batch_seqs, samples.num_seqs - s0);
     const Eigen::Index r0 = static_cast<Eigen::Index>(s0) * samples.seq_len;
     const Eigen::Index rows = static_cast<Eigen::Index>(n) * samples.seq_len;
     MatrixF h = in.middleRows(r0, rows);
     if (taps != nullptr) taps->set_batch_sequences(n);
-    DecoderLayerForward(config, layer, weights, rope, {n, samples.seq_len}, h, taps);
+    DecoderLayerForward(config, layer, weights, rope, {n, samples.seq_len}, h, layer_taps);
     if (out != nullptr) out->middleRows(r0, rows) = h;
   }
 }
@@ -114,7 +118,8 @@ absl::Status ApplyLayerResult(const LayerQuantResult& result, LayerWeights& weig
 
 absl::Status PropagateLayer(const ModelConfig& config, const RopeTable& rope, int layer,
                             const LayerWeights& weights, const SequenceBatch& samples,
-                            int batch_seqs, MatrixF& hidden) {
+                            int batch_seqs, int act_bits, MatrixF& hidden) {
+  if (absl::Status s = ValidateActBits(act_bits); !s.ok()) return s;
   if (samples.num_seqs < 1 || samples.seq_len < 1 || samples.seq_len > rope.max_positions() ||
       hidden.rows() != static_cast<Eigen::Index>(samples.num_seqs) * samples.seq_len ||
       hidden.cols() != config.hidden_size) {
@@ -124,7 +129,8 @@ absl::Status PropagateLayer(const ModelConfig& config, const RopeTable& rope, in
                                                    " tokens of width ", config.hidden_size));
   }
   TuneAllocatorForLargeMatrices();
-  RunBatches(config, layer, weights, rope, samples, std::max(1, batch_seqs), hidden, &hidden, nullptr);
+  RunBatches(config, layer, weights, rope, samples, std::max(1, batch_seqs), act_bits, hidden,
+             &hidden, nullptr);
   return absl::OkStatus();
 }
 
@@ -139,6 +145,7 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
                                                    "' (available: ",
                                                    absl::StrJoin(QuantizerNames(), ", "), ")"));
   }
+  if (absl::Status s = ValidateActBits(options.act_bits); !s.ok()) return s;
   // Without samples every Hessian is zero, every input a "dead" column, and GPTQ would zero
   // the whole layer; a sequence longer than the RoPE table would read past it.
   if (samples.num_seqs < 1 || samples.seq_len < 1 || samples.seq_len > rope.max_positions()) {
@@ -167,7 +174,8 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
     for (const LinearGroup g : kAllLinearGroups) {
       taps.Want(g, InputWidth(config, g), options.hessian_precision);
     }
-    RunBatches(config, layer, weights, rope, samples, batch_seqs, hidden, &hidden, &taps);
+    RunBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, &hidden,
+               &taps);
     for (const LinearGroup g : kAllLinearGroups) {
       if (absl::Status s = QuantizeGroup(*quantizer, options, layer, g, taps.Get(g), weights, quantized);
           !s.ok()) {
@@ -178,13 +186,15 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
     for (const LinearGroup g : kAllLinearGroups) {
       HessianTaps taps;
       taps.Want(g, InputWidth(config, g), options.hessian_precision);
-      RunBatches(config, layer, weights, rope, samples, batch_seqs, hidden, nullptr, &taps);
+      RunBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, nullptr,
+                 &taps);
       if (absl::Status s = QuantizeGroup(*quantizer, options, layer, g, taps.Get(g), weights, quantized);
           !s.ok()) {
         return s;
       }
     }
-    RunBatches(config, layer, weights, rope, samples, batch_seqs, hidden, &hidden, nullptr);
+    RunBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, &hidden,
+               nullptr);
   }
 
   // Report in checkpoint order.

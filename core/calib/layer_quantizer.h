@@ -2,7 +2,9 @@
 // order (q,k,v) -> o -> (gate,up) -> down. For each group the calibration batches run through
 // the layer (with the groups before it already quantized), the Hessian of the group's input
 // is accumulated, and each module of the group is quantized. Then the calibration
-// activations are propagated to feed the next layer.
+// activations are propagated to feed the next layer. For W·A8 jobs (act_bits 8) every linear
+// input is fake-quantized per token first (core/quant/act_quant.h), in the Hessian passes and
+// in propagation alike, so the quantizer sees the inputs the served model computes with.
 #pragma once
 
 #include <string>
@@ -33,6 +35,9 @@ struct CalibrationOptions {
   Propagation propagation = Propagation::kQuantized;
   HessianAccumulator::Precision hessian_precision = HessianAccumulator::Precision::kFloat32;
   int batch_seqs = 8;  // calibration sequences per forward pass
+  // 16: float activations (W·A16, bit-identical to a run without activation quantization);
+  // 8: per-token dynamic INT8 at every linear input (W·A8). Anything else is InvalidArgument.
+  int act_bits = 16;
 };
 
 struct ModuleQuantResult {
@@ -60,11 +65,12 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
 // Replaces each module's weights by what its quantized result computes (Q + B·A).
 absl::Status ApplyLayerResult(const LayerQuantResult& result, LayerWeights& weights);
 
-// Runs the calibration inputs through the layer as it is (no quantization): exactly the
-// propagation QuantizeLayer does, batch for batch, so results are bit-identical. Used to
-// replay layers that are already quantized (resumed jobs) and to forward activations early.
+// Runs the calibration inputs through the layer as it is (no weight quantization; linear
+// inputs fake-quantized at `act_bits`): exactly the propagation QuantizeLayer does, batch for
+// batch, so results are bit-identical. Used to replay layers that are already quantized
+// (resumed jobs) and to forward activations early.
 absl::Status PropagateLayer(const ModelConfig& config, const RopeTable& rope, int layer,
                             const LayerWeights& weights, const SequenceBatch& samples,
-                            int batch_seqs, MatrixF& hidden);
+                            int batch_seqs, int act_bits, MatrixF& hidden);
 
 }  // namespace caliber

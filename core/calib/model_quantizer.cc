@@ -63,7 +63,8 @@ absl::Status QuantizeLayerRange(const ModelConfig& config, const Checkpoint& che
       if (options.propagation == Propagation::kQuantized) {
         if (absl::Status s = ApplyLayerResult(it->second, *weights); !s.ok()) return s;
       }
-      if (absl::Status s = PropagateLayer(config, rope, l, *weights, samples, options.batch_seqs, hidden);
+      if (absl::Status s = PropagateLayer(config, rope, l, *weights, samples, options.batch_seqs,
+                                          options.act_bits, hidden);
           !s.ok()) {
         return s;
       }

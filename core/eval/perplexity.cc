@@ -38,7 +38,7 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model,
   for (int64_t w0 = 0; w0 < windows; w0 += batch) {
     const int n = static_cast<int>(std::min<int64_t>(batch, windows - w0));
     const absl::Span<const int32_t> ids(stream.data() + w0 * seq_len, n * seq_len);
-    absl::StatusOr<MatrixF> logits = model.Forward(ids, n);
+    absl::StatusOr<MatrixF> logits = model.Forward(ids, n, options.act_bits);
     if (!logits.ok()) return logits.status();
     for (int i = 0; i < n; ++i) {
       const double nll = SequenceNllSum(logits->middleRows(i * seq_len, seq_len),
@@ -49,6 +49,7 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(const Model& model,
     if (options.progress) options.progress(static_cast<int>(w0 + n), static_cast<int>(windows));
   }
   r.windows = static_cast<int>(windows);
+  r.act_bits = options.act_bits;
   r.tokens = windows * (seq_len - 1);
   r.nll = nll_sum / static_cast<double>(r.tokens);
   r.ppl = std::exp(r.nll);

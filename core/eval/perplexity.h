@@ -17,6 +17,8 @@ struct PerplexityOptions {
   int seq_len = 256;
   int max_windows = 0;      // <= 0: every full window
   int batch_windows = 8;    // windows per forward pass (bigger GEMMs)
+  // 16: float activations; 8: per-token dynamic INT8 at every linear input (Model::Forward).
+  int act_bits = 16;
   // Called after each batch with (windows done, windows total).
   std::function<void(int, int)> progress;
 };
@@ -27,6 +29,7 @@ struct PerplexityResult {
   int64_t tokens = 0;  // predicted tokens
   int windows = 0;
   double seconds = 0;
+  int act_bits = 16;  // the activations it was computed with (PerplexityOptions::act_bits)
   std::vector<double> window_nll;  // mean NLL of each window, in order
 };
 

@@ -1,7 +1,5 @@
 #include "core/formats/gptq_linear.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "core/formats/gptq_pack.h"
 
@@ -10,23 +8,6 @@ namespace {
 
 int NumGroups(int in_features, int group_size) {
   return group_size <= 0 ? 1 : (in_features + group_size - 1) / group_size;
-}
-
-// An I32 tensor of exactly `shape`, as a flat row-major vector.
-absl::StatusOr<std::vector<int32_t>> ReadInt32(const Checkpoint& ckpt, const TensorSpec& spec) {
-  absl::StatusOr<const TensorInfo*> info = ckpt.Info(spec.name);
-  if (!info.ok()) return info.status();
-  if ((*info)->dtype != DType::kI32 || (*info)->shape != spec.shape) {
-    std::string shape;
-    for (const int64_t d : spec.shape) absl::StrAppend(&shape, shape.empty() ? "" : ", ", d);
-    return absl::InvalidArgumentError(absl::StrCat(ckpt.dir(), ": tensor '", spec.name,
-                                                   "' must be I32 [", shape, "]"));
-  }
-  absl::StatusOr<absl::Span<const uint8_t>> bytes = ckpt.Bytes(spec.name);
-  if (!bytes.ok()) return bytes.status();
-  std::vector<int32_t> values((*info)->numel());
-  std::memcpy(values.data(), bytes->data(), bytes->size());
-  return values;
 }
 
 IntMatrix ToMatrix(const std::vector<int32_t>& v, const TensorSpec& spec) {
@@ -50,16 +31,16 @@ absl::StatusOr<MatrixF> ReadGptqLinear(const Checkpoint& ckpt, const std::string
   GptqTensors t;
   t.bits = q.bits;
   t.group_size = q.group_size;
-  absl::StatusOr<std::vector<int32_t>> qweight = ReadInt32(ckpt, specs[0]);
+  absl::StatusOr<std::vector<int32_t>> qweight = ReadI32Tensor(ckpt, specs[0]);
   if (!qweight.ok()) return qweight.status();
   t.qweight = ToMatrix(*qweight, specs[0]);
-  absl::StatusOr<std::vector<int32_t>> qzeros = ReadInt32(ckpt, specs[1]);
+  absl::StatusOr<std::vector<int32_t>> qzeros = ReadI32Tensor(ckpt, specs[1]);
   if (!qzeros.ok()) return qzeros.status();
   t.qzeros = ToMatrix(*qzeros, specs[1]);
   absl::StatusOr<std::vector<float>> scales = ckpt.ReadFloat(specs[2].name, specs[2].shape);
   if (!scales.ok()) return scales.status();
   t.scales = ConstMapMatrixF(scales->data(), specs[2].shape[0], out);
-  absl::StatusOr<std::vector<int32_t>> g_idx = ReadInt32(ckpt, specs[3]);
+  absl::StatusOr<std::vector<int32_t>> g_idx = ReadI32Tensor(ckpt, specs[3]);
   if (!g_idx.ok()) return g_idx.status();
   t.g_idx = *std::move(g_idx);
   for (int i = 0; i < in; ++i) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/formats/tensor_spec.h"
 #include "core/io/safetensors.h"
 #include "core/model/config.h"
 #include "core/tensor/matrix.h"
@@ -12,10 +13,6 @@
 namespace caliber {
 
 // The tensor names and shapes a GPTQ linear stores.
-struct TensorSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-};
 std::vector<TensorSpec> GptqLinearTensors(const std::string& base, int out_features,
                                           int in_features, const GptqQuantization& q);
 

@@ -16,6 +16,7 @@ nlohmann::json QuantizationMeta(const CalibrationOptions& o, const CalibrationDr
           {"lora_a_bits", s.lora_a_bits},
           {"refine_iters", s.refine_iters},
           {"propagation", std::string(PropagationName(o.propagation))},
+          {"act_bits", o.act_bits},
           {"calib",
            {{"nsamples", draw.nsamples},
             {"seq_len", draw.seq_len},

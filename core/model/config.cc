@@ -1,5 +1,6 @@
 #include "core/model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -446,7 +447,166 @@ absl::Status ParseSpecialTokens(const FieldReader& fields, ModelConfig& c) {
   return absl::OkStatus();
 }
 
-// quantization_config of a checkpoint Caliber can load (and dequantize): GPTQ v1 only.
+// The integer QuantizationArgs of a compressed-tensors config group (`weights` or
+// `input_activations`), as far as Caliber can load them.
+struct IntQuantArgs {
+  int bits = 8;
+  bool sym = true;
+  std::string strategy;
+  int group_size = -1;   // positive for strategy "group"
+  bool dynamic = false;
+  std::string actorder;  // "", "group" or "weight" (aliases "dynamic"/"static" and booleans mapped)
+};
+
+absl::StatusOr<IntQuantArgs> ParseIntQuantArgs(const json& value, std::string_view label,
+                                               const std::string& prefix) {
+  const FieldReader f(value, label, prefix);
+  IntQuantArgs a;
+  absl::StatusOr<std::optional<std::string>> type = f.String("type");
+  if (!type.ok()) return type.status();
+  if (type->has_value() && **type != "int") {
+    return f.Invalid("type", Cat(Quoted(**type), " is not supported (supported: int)"));
+  }
+  absl::StatusOr<int> bits = f.Int("num_bits", 1, 16, 8);
+  if (!bits.ok()) return bits.status();
+  a.bits = *bits;
+  absl::StatusOr<bool> sym = f.Bool("symmetric", true);
+  if (!sym.ok()) return sym.status();
+  a.sym = *sym;
+  if (const json* d = f.Find("dynamic")) {
+    if (!d->is_boolean()) return f.Invalid("dynamic", "true or false", *d);
+    a.dynamic = d->get<bool>();
+  }
+  absl::StatusOr<int> group = f.Int("group_size", -1, kMaxModelDim, -1);
+  if (!group.ok()) return group.status();
+  absl::StatusOr<std::optional<std::string>> strategy = f.String("strategy");
+  if (!strategy.ok()) return strategy.status();
+  if (strategy->has_value()) {
+    a.strategy = **strategy;
+  } else if (f.Find("group_size") == nullptr) {  // compressed-tensors infers it from group_size
+    a.strategy = "tensor";
+  } else {
+    a.strategy = *group > 0 ? "group" : "channel";
+  }
+  if (a.strategy == "group") {
+    if (*group <= 0) {
+      return f.Invalid("group_size", Cat("must be positive for strategy 'group', got ", *group));
+    }
+    a.group_size = *group;
+  } else if (*group > 0) {
+    return f.Invalid("group_size", Cat("must be absent or -1 for strategy ", Quoted(a.strategy),
+                                       ", got ", *group));
+  }
+  if (const json* order = f.Find("actorder")) {
+    if (order->is_boolean()) {
+      a.actorder = order->get<bool>() ? "group" : "";
+    } else if (order->is_string() && (*order == "group" || *order == "dynamic")) {
+      a.actorder = "group";
+    } else if (order->is_string() && (*order == "weight" || *order == "static")) {
+      a.actorder = "weight";
+    } else {
+      return f.Invalid("actorder", "null, a boolean, 'group', 'weight', 'dynamic' or 'static'",
+                       *order);
+    }
+  }
+  return a;
+}
+
+// quantization_config of a compressed-tensors checkpoint: the pack-quantized W·A16 / W·A8
+// layouts Caliber writes (one config group targeting Linear, lm_head ignored).
+absl::Status ParseCompressedTensors(const FieldReader& qf, ModelConfig& c) {
+  absl::StatusOr<std::optional<std::string>> format = qf.String("format");
+  if (!format.ok()) return format.status();
+  if (!format->has_value() || **format != "pack-quantized") {
+    return qf.Invalid("format", Cat(format->has_value() ? Quoted(**format) : "(missing)",
+                                    " is not supported (supported: pack-quantized)"));
+  }
+  absl::StatusOr<std::optional<std::string>> status = qf.String("quantization_status");
+  if (!status.ok()) return status.status();
+  if (status->has_value() && **status != "compressed") {
+    return qf.Invalid("quantization_status",
+                      Cat(Quoted(**status), " is not supported (supported: compressed)"));
+  }
+  for (const char* unsupported : {"sparsity_config", "kv_cache_scheme", "transform_config"}) {
+    const json* v = qf.Find(unsupported);
+    if (v != nullptr && !(v->is_object() && v->empty())) {
+      return qf.Invalid(unsupported, "is not supported (must be null or absent)");
+    }
+  }
+  bool lm_head_ignored = false;
+  if (const json* ignore = qf.Find("ignore")) {
+    if (!ignore->is_array()) return qf.Invalid("ignore", "a list of strings", *ignore);
+    for (const json& name : *ignore) {
+      if (!name.is_string()) return qf.Invalid("ignore", "a list of strings", *ignore);
+      lm_head_ignored = lm_head_ignored || name == "lm_head";
+    }
+  }
+  if (!lm_head_ignored) {
+    return qf.Invalid("ignore", "must list 'lm_head' (a quantized lm_head is not supported)");
+  }
+  const json* groups = qf.Find("config_groups");
+  if (groups == nullptr || !groups->is_object() || groups->size() != 1) {
+    return qf.Invalid("config_groups",
+                      "must hold exactly one group (per-module schemes are not supported)");
+  }
+  const std::string group_name = groups->begin().key();
+  const json& group = groups->begin().value();
+  if (!group.is_object()) return qf.Invalid(Cat("config_groups.", group_name), "an object", group);
+  const std::string prefix = Cat("quantization_config.config_groups.", group_name, ".");
+  const FieldReader gf(group, qf.label(), prefix);
+  const json* targets = gf.Find("targets");
+  if (targets == nullptr || !targets->is_array() || targets->empty() ||
+      !std::all_of(targets->begin(), targets->end(),
+                   [](const json& t) { return t == "Linear"; })) {
+    return gf.Invalid("targets", "must be [\"Linear\"] (other targets are not supported)");
+  }
+  if (gf.Find("output_activations") != nullptr) {
+    return gf.Invalid("output_activations", "is not supported (must be null or absent)");
+  }
+  const json* weights = gf.Find("weights");
+  if (weights == nullptr || !weights->is_object()) {
+    return gf.Invalid("weights", "must be an object (weight quantization arguments)");
+  }
+  const std::string wprefix = Cat(prefix, "weights.");
+  absl::StatusOr<IntQuantArgs> w = ParseIntQuantArgs(*weights, qf.label(), wprefix);
+  if (!w.ok()) return w.status();
+  const FieldReader wf(*weights, qf.label(), wprefix);
+  if (w->bits != 2 && w->bits != 3 && w->bits != 4 && w->bits != 8) {
+    return wf.Invalid("num_bits", Cat("must be 2, 3, 4 or 8, got ", w->bits));
+  }
+  if (w->strategy != "group" && w->strategy != "channel") {
+    return wf.Invalid("strategy", Cat(Quoted(w->strategy), " is not supported (group, channel)"));
+  }
+  if (w->dynamic) return wf.Invalid("dynamic", "must be false for weights");
+  CompressedTensorsQuantization ct;
+  ct.bits = w->bits;
+  ct.group_size = w->strategy == "group" ? w->group_size : -1;
+  ct.sym = w->sym;
+  ct.g_idx = w->actorder == "group";
+  if (ct.g_idx && w->strategy != "group") {
+    return wf.Invalid("actorder", "'group' needs strategy 'group'");
+  }
+  if (const json* acts = gf.Find("input_activations")) {
+    if (!acts->is_object()) return gf.Invalid("input_activations", "an object or null", *acts);
+    const std::string aprefix = Cat(prefix, "input_activations.");
+    absl::StatusOr<IntQuantArgs> in = ParseIntQuantArgs(*acts, qf.label(), aprefix);
+    if (!in.ok()) return in.status();
+    const FieldReader af(*acts, qf.label(), aprefix);
+    // What Caliber can evaluate: vLLM's dynamic per-token symmetric INT8 (core/quant/act_quant.h).
+    if (in->bits != 8) return af.Invalid("num_bits", Cat("must be 8, got ", in->bits));
+    if (!in->sym) return af.Invalid("symmetric", "must be true (asymmetric activations are not supported)");
+    if (in->strategy != "token") {
+      return af.Invalid("strategy", Cat(Quoted(in->strategy), " is not supported (token)"));
+    }
+    if (!in->dynamic) return af.Invalid("dynamic", "must be true (static activation scales are not supported)");
+    ct.act_bits = in->bits;
+  }
+  c.compressed_tensors = ct;
+  return absl::OkStatus();
+}
+
+// quantization_config of a checkpoint Caliber can load (and dequantize): GPTQ v1 and
+// compressed-tensors pack-quantized.
 absl::Status ParseQuantization(const FieldReader& fields, ModelConfig& c) {
   const json* q = fields.Find("quantization_config");
   if (q == nullptr) return absl::OkStatus();
@@ -454,9 +614,12 @@ absl::Status ParseQuantization(const FieldReader& fields, ModelConfig& c) {
   const FieldReader qf(*q, fields.label(), "quantization_config.");
   absl::StatusOr<std::optional<std::string>> method = qf.String("quant_method");
   if (!method.ok()) return method.status();
+  if (method->has_value() && **method == "compressed-tensors") {
+    return ParseCompressedTensors(qf, c);
+  }
   if (!method->has_value() || **method != "gptq") {
     return qf.Invalid("quant_method", Cat(method->has_value() ? Quoted(**method) : "(missing)",
-                                          " is not supported (supported: gptq)"));
+                                          " is not supported (supported: gptq, compressed-tensors)"));
   }
   absl::StatusOr<std::optional<std::string>> format = qf.String("checkpoint_format");
   if (!format.ok()) return format.status();

@@ -42,6 +42,19 @@ struct GptqQuantization {
   bool sym = true;
 };
 
+// quantization_config of a compressed-tensors "pack-quantized" checkpoint (the layout
+// core/formats/compressed_tensors_checkpoint.h writes and vLLM reads): one config group of
+// integer weights by group or channel, optionally with dynamic per-token integer input
+// activations. Linears are stored as weight_packed / weight_scale / weight_shape (+
+// weight_zero_point when asymmetric, weight_g_idx with actorder "group").
+struct CompressedTensorsQuantization {
+  int bits = 4;
+  int group_size = -1;  // strategy "group": its group_size; strategy "channel": -1
+  bool sym = true;
+  bool g_idx = false;   // actorder "group": each linear stores weight_g_idx
+  int act_bits = 16;    // input_activations num_bits; 16 without input_activations
+};
+
 struct ModelConfig {
   Architecture arch = Architecture::kLlama;
   int hidden_size = 0;
@@ -67,8 +80,13 @@ struct ModelConfig {
   std::optional<int> bos_token_id;
   std::vector<int> eos_token_ids;
   std::optional<GptqQuantization> gptq;  // set for GPTQ-quantized checkpoints
+  std::optional<CompressedTensorsQuantization> compressed_tensors;  // compressed-tensors ones
   std::string torch_dtype;         // as written ("bfloat16", ...), informational
 
+  bool quantized() const { return gptq.has_value() || compressed_tensors.has_value(); }
+  // The activation bits the checkpoint is served with: its input_activations num_bits for a
+  // compressed-tensors W·A8 checkpoint, 16 otherwise.
+  int served_act_bits() const { return compressed_tensors ? compressed_tensors->act_bits : 16; }
   int q_dim() const { return num_attention_heads * head_dim; }
   int kv_dim() const { return num_key_value_heads * head_dim; }
   // Attention window of decoder layer `layer`; nullopt means full causal attention.

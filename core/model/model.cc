@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "core/io/safetensors.h"
 #include "core/model/ops.h"
+#include "core/quant/act_quant.h"
 #include "core/util/allocator.h"
 
 namespace caliber {
@@ -56,7 +58,9 @@ MatrixF Model::Logits(const MatrixF& hidden) const {
   return Linear(normed, weights_.lm_head);
 }
 
-absl::StatusOr<MatrixF> Model::Forward(absl::Span<const int32_t> ids, int num_seqs) const {
+absl::StatusOr<MatrixF> Model::Forward(absl::Span<const int32_t> ids, int num_seqs,
+                                       int act_bits) const {
+  if (absl::Status s = ValidateActBits(act_bits); !s.ok()) return s;
   if (num_seqs <= 0 || ids.size() % num_seqs != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(ids.size(), " tokens do not split into ", num_seqs, " equal sequences"));
@@ -69,7 +73,9 @@ absl::StatusOr<MatrixF> Model::Forward(absl::Span<const int32_t> ids, int num_se
   }
   absl::StatusOr<MatrixF> hidden = Embed(ids);
   if (!hidden.ok()) return hidden.status();
-  for (int l = 0; l < config_.num_hidden_layers; ++l) RunLayer(l, batch, *hidden);
+  std::optional<ActQuantTaps> act_quant;
+  LayerTaps* taps = WithActivationQuantization(act_bits, nullptr, act_quant);
+  for (int l = 0; l < config_.num_hidden_layers; ++l) RunLayer(l, batch, *hidden, taps);
   return Logits(*hidden);
 }
 

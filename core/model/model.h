@@ -30,8 +30,11 @@ class Model {
                 LayerTaps* taps = nullptr) const;
   // Final norm + LM head: hidden [tokens x hidden] -> logits [tokens x vocab].
   MatrixF Logits(const MatrixF& hidden) const;
-  // Full forward of num_seqs sequences of equal length, concatenated in `ids`.
-  absl::StatusOr<MatrixF> Forward(absl::Span<const int32_t> ids, int num_seqs) const;
+  // Full forward of num_seqs sequences of equal length, concatenated in `ids`. `act_bits` 8
+  // fake-quantizes every decoder linear's input per token as a W·A8 deployment computes it
+  // (core/quant/act_quant.h; lm_head stays in float); 16 keeps activations in float.
+  absl::StatusOr<MatrixF> Forward(absl::Span<const int32_t> ids, int num_seqs,
+                                  int act_bits = 16) const;
 
  private:
   ModelConfig config_;

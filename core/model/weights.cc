@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/formats/compressed_tensors_linear.h"
 #include "core/formats/gptq_linear.h"
 
 namespace caliber {
@@ -40,6 +41,11 @@ std::vector<ExpectedTensor> LayerTensors(const ModelConfig& c, int layer) {
     const std::string base = LayerTensorName(layer, LinearModuleName(m.module));
     if (c.gptq) {
       for (TensorSpec& t : GptqLinearTensors(base, int(m.out), int(m.in), *c.gptq)) {
+        out.push_back({std::move(t.name), std::move(t.shape)});
+      }
+    } else if (c.compressed_tensors) {
+      for (TensorSpec& t :
+           CompressedTensorsLinearTensors(base, int(m.out), int(m.in), *c.compressed_tensors)) {
         out.push_back({std::move(t.name), std::move(t.shape)});
       }
     } else {
@@ -155,7 +161,10 @@ absl::StatusOr<LayerWeights> LoadLayerWeights(const ModelConfig& config,
     LinearWeights& lin = w.linear(m.module);
     absl::StatusOr<MatrixF> weight =
         config.gptq ? ReadGptqLinear(checkpoint, base, int(m.out), int(m.in), *config.gptq)
-                    : ReadMatrix(checkpoint, base + ".weight", m.out, m.in);
+        : config.compressed_tensors
+            ? ReadCompressedTensorsLinear(checkpoint, base, int(m.out), int(m.in),
+                                          *config.compressed_tensors)
+            : ReadMatrix(checkpoint, base + ".weight", m.out, m.in);
     if (!weight.ok()) return weight.status();
     lin.weight = *std::move(weight);
     if (m.bias) {

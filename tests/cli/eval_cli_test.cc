@@ -50,6 +50,33 @@ TEST(EvalCli, RawTextIsTokenizedWithTheModelsTokenizer) {
   EXPECT_GT(j["ppl"].get<double>(), 20.0);
 }
 
+TEST(EvalCli, ActBitsEightQuantizesActivations) {
+  const std::string args = "eval --model " + kModel + " --tokens " + kModel +
+                           "/heldout/heldout_tokens.i32 --max-windows 16 --json";
+  const CommandResult plain = Exec(args);
+  const CommandResult a16 = Exec(args + " --act-bits 16");
+  const CommandResult a8 = Exec(args + " --act-bits 8");
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  ASSERT_EQ(a16.exit_code, 0) << a16.output;
+  ASSERT_EQ(a8.exit_code, 0) << a8.output;
+  const auto p = nlohmann::json::parse(plain.output);
+  const auto j16 = nlohmann::json::parse(a16.output);
+  const auto j8 = nlohmann::json::parse(a8.output);
+  // An unquantized model is served with float activations unless told otherwise.
+  EXPECT_EQ(p["act_bits"], 16);
+  EXPECT_EQ(p["ppl"], j16["ppl"]);
+  EXPECT_EQ(j8["act_bits"], 8);
+  EXPECT_NE(j8["ppl"], j16["ppl"]);
+  EXPECT_NEAR(j8["ppl"].get<double>(), j16["ppl"].get<double>(), 0.05 * j16["ppl"].get<double>());
+
+  const CommandResult bad = Exec(args + " --act-bits 4");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("--act-bits: act_bits must be 16 (float activations) or 8 (per-token "
+                            "dynamic INT8), got 4"),
+            std::string::npos)
+      << bad.output;
+}
+
 TEST(EvalCli, BadInvocationsFailWithPreciseMessages) {
   CommandResult r = Exec("eval --model /nonexistent/model --tokens x.i32");
   EXPECT_EQ(r.exit_code, 1);

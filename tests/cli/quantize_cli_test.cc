@@ -194,6 +194,79 @@ TEST(QuantizeCli, GptqLoraCheckpointAndReportThatEvalReproduces) {
   EXPECT_THAT(text.str(), HasSubstr("copied_tensors 11 identical"));
 }
 
+// W4A8: `--act-bits 8` calibrates with INT8 activations and writes a compressed-tensors
+// checkpoint; `caliber eval --model` of it runs at 8 activation bits by itself (its config says
+// so) and reproduces report.json's perplexity; --act-bits 16 overrides that.
+TEST(QuantizeCli, ActBitsEightWritesCompressedTensorsThatEvalReproduces) {
+  ScratchDir scratch("w4a8");
+  const fs::path err = fs::path(::testing::TempDir()) / ("quantize_cli_err_a8_" + std::to_string(::getpid()));
+  const std::string out = scratch / "w4a8";
+  const CommandResult q = Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " +
+                                   out + " --method gptq --bits 4 --group-size 128 --act-bits 8" +
+                                   kFast + " --eval-tokens " + kHeldout + " --eval-windows 16 --json",
+                               err);
+  ASSERT_EQ(q.exit_code, 0) << q.out << q.err;
+  EXPECT_THAT(scratch.Leftovers(), ::testing::ElementsAre("w4a8"));
+  const nlohmann::json config = ReadJson(out + "/config.json");
+  const nlohmann::json& qc = config["quantization_config"];
+  EXPECT_EQ(qc["quant_method"], "compressed-tensors");
+  EXPECT_EQ(qc["format"], "pack-quantized");
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["num_bits"], 4);
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["group_size"], 128);
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["num_bits"], 8);
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["strategy"], "token");
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["dynamic"], true);
+  EXPECT_EQ(qc["meta"]["caliber"]["act_bits"], 8);
+
+  const nlohmann::json report = ReadJson(out + "/report.json");
+  ASSERT_TRUE(report.contains("eval")) << report.dump();
+  EXPECT_EQ(report["job"]["act_bits"], 8);
+  EXPECT_EQ(report["eval"]["quantized"]["act_bits"], 8);
+  EXPECT_EQ(report["eval"]["fp"]["act_bits"], 16);
+  const double quant_ppl = report["eval"]["quantized"]["ppl"].get<double>();
+  const double fp_ppl = report["eval"]["fp"]["ppl"].get<double>();
+  std::printf("report.json: fp ppl %.6f, W4A8 ppl %.6f\n", fp_ppl, quant_ppl);
+  EXPECT_GT(quant_ppl, fp_ppl * 0.95);
+  EXPECT_LT(quant_ppl, fp_ppl * 1.25);
+
+  const std::string eval_args = " --tokens " + kHeldout + " --seq-len 64 --max-windows 16 --json";
+  const CommandResult a8 = Exec("eval --model " + out + eval_args, err);
+  ASSERT_EQ(a8.exit_code, 0) << a8.out << a8.err;
+  const nlohmann::json j8 = nlohmann::json::parse(a8.out);
+  EXPECT_EQ(j8["act_bits"], 8);
+  EXPECT_NEAR(j8["ppl"].get<double>(), quant_ppl, 1e-6);
+  const CommandResult a16 = Exec("eval --model " + out + eval_args + " --act-bits 16", err);
+  ASSERT_EQ(a16.exit_code, 0) << a16.out << a16.err;
+  const nlohmann::json j16 = nlohmann::json::parse(a16.out);
+  EXPECT_EQ(j16["act_bits"], 16);
+  EXPECT_GT(std::abs(j16["ppl"].get<double>() - quant_ppl), 1e-4) << "--act-bits 16 must override";
+  const CommandResult fp = Exec("eval --model " + kModel + eval_args + " --act-bits 16", err);
+  ASSERT_EQ(fp.exit_code, 0) << fp.out << fp.err;
+  EXPECT_NEAR(nlohmann::json::parse(fp.out)["ppl"].get<double>(), fp_ppl, 1e-6);
+
+  // A compressed-tensors checkpoint is quantized already.
+  const CommandResult again = Exec("quantize --model " + out + " --calib " + kCalib + " --out " +
+                                       (scratch / "twice") + kFast, err);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr(out + " is already quantized"));
+
+  // The independent decoder reads it, and the copied tensors match the source.
+  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
+  }
+  const std::string cmd = "/usr/bin/python3 " + std::string(CALIBER_TESTS_DIR) +
+                          "/tools/decode_compressed_tensors.py " + out + " --out " + (scratch / "decoded") +
+                          " --source " + kModel + " >" + err.string() + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  std::ifstream log(err);
+  std::ostringstream text;
+  text << log.rdbuf();
+  fs::remove(err);
+  EXPECT_EQ(rc, 0) << text.str();
+  EXPECT_THAT(text.str(), HasSubstr("copied_tensors 11 identical"));
+  EXPECT_THAT(text.str(), HasSubstr("input_activations int8 token dynamic=True"));
+}
+
 struct BadRequest {
   std::string name;
   std::string args;     // after "quantize --model M --calib C --out OUT" unless overridden
@@ -257,6 +330,8 @@ TEST(QuantizeCli, BadRequestsExitOneWithAPreciseMessageAndLeaveNothing) {
       {"noweights", "", "{dir}/fake-model: no model.safetensors", fake},
       {"noparent", "", "does not exist"},
       {"sampling", "--calib-sampling best", "unknown calibration sampling 'best' (random, first)"},
+      {"act_bits", "--act-bits 4",
+       "--act-bits: act_bits must be 16 (float activations) or 8 (per-token dynamic INT8), got 4"},
   };
   for (const BadRequest& b : cases) {
     BadRequest c = b;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -446,6 +447,121 @@ TEST(ConfigTest, LayerTensorName) {
   EXPECT_EQ(LayerTensorName(3, "self_attn.q_proj.weight"),
             "model.layers.3.self_attn.q_proj.weight");
   EXPECT_EQ(ArchitectureName(Architecture::kQwen3), "Qwen3ForCausalLM");
+}
+
+// quantization_config of a compressed-tensors W4A16 checkpoint as llm-compressor writes it
+// (pack-quantized, one Linear group, lm_head ignored), and the W4A8 variant Caliber writes.
+json CompressedTensorsW4A16() {
+  return json::parse(R"({
+    "config_groups": {
+      "group_0": {
+        "input_activations": null,
+        "output_activations": null,
+        "targets": ["Linear"],
+        "weights": {"actorder": null, "block_structure": null, "dynamic": false,
+                    "group_size": 128, "num_bits": 4, "observer": "minmax",
+                    "observer_kwargs": {}, "strategy": "group", "symmetric": true,
+                    "type": "int"}
+      }
+    },
+    "format": "pack-quantized",
+    "global_compression_ratio": 1.89,
+    "ignore": ["lm_head"],
+    "kv_cache_scheme": null,
+    "quant_method": "compressed-tensors",
+    "quantization_status": "compressed"
+  })");
+}
+
+TEST(ConfigTest, CompressedTensorsPackQuantized) {
+  json config = TinyLlama();
+  config["quantization_config"] = CompressedTensorsW4A16();
+  absl::StatusOr<ModelConfig> c = Parse(config);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->compressed_tensors.has_value());
+  EXPECT_FALSE(c->gptq.has_value());
+  EXPECT_TRUE(c->quantized());
+  EXPECT_EQ(c->compressed_tensors->bits, 4);
+  EXPECT_EQ(c->compressed_tensors->group_size, 128);
+  EXPECT_TRUE(c->compressed_tensors->sym);
+  EXPECT_FALSE(c->compressed_tensors->g_idx);
+  EXPECT_EQ(c->served_act_bits(), 16);
+
+  // The variants Caliber writes: W4A8 (dynamic per-token INT8 input activations), act-order
+  // groups (weight_g_idx), asymmetric per-channel grids.
+  json& group = config["quantization_config"]["config_groups"]["group_0"];
+  group["input_activations"] = {{"num_bits", 8}, {"type", "int"}, {"symmetric", true},
+                                {"strategy", "token"}, {"dynamic", true}, {"group_size", nullptr}};
+  group["weights"]["actorder"] = "group";
+  c = Parse(config);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->compressed_tensors->g_idx);
+  EXPECT_EQ(c->served_act_bits(), 8);
+  group["weights"]["actorder"] = "weight";
+  group["weights"]["strategy"] = "channel";
+  group["weights"]["group_size"] = nullptr;
+  group["weights"]["symmetric"] = false;
+  c = Parse(config);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->compressed_tensors->group_size, -1);
+  EXPECT_FALSE(c->compressed_tensors->sym);
+  EXPECT_FALSE(c->compressed_tensors->g_idx);
+  // Without a strategy compressed-tensors infers it from group_size.
+  group["weights"].erase("strategy");
+  group["weights"]["group_size"] = 64;
+  c = Parse(config);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->compressed_tensors->group_size, 64);
+}
+
+TEST(ConfigBadTest, CompressedTensorsOutsideWhatCaliberLoads) {
+  struct Bad {
+    std::string path;  // JSON pointer below quantization_config
+    json value;
+    std::string message;
+  };
+  const std::vector<Bad> cases = {
+      {"/format", "int-quantized", "quantization_config.format 'int-quantized' is not supported (supported: pack-quantized)"},
+      {"/quantization_status", "frozen", "quantization_status 'frozen' is not supported"},
+      {"/ignore", json::array(), "quantization_config.ignore must list 'lm_head'"},
+      {"/kv_cache_scheme", {{"num_bits", 8}}, "kv_cache_scheme is not supported"},
+      {"/config_groups/group_1", CompressedTensorsW4A16()["config_groups"]["group_0"],
+       "config_groups must hold exactly one group"},
+      {"/config_groups/group_0/targets", {"re:.*q_proj"}, "group_0.targets must be [\"Linear\"]"},
+      {"/config_groups/group_0/weights/type", "float", "weights.type 'float' is not supported"},
+      {"/config_groups/group_0/weights/num_bits", 5, "weights.num_bits must be 2, 3, 4 or 8, got 5"},
+      {"/config_groups/group_0/weights", {{"num_bits", 4}, {"strategy", "tensor"}},
+       "weights.strategy 'tensor' is not supported (group, channel)"},
+      {"/config_groups/group_0/weights/strategy", "tensor",
+       "weights.group_size must be absent or -1 for strategy 'tensor', got 128"},
+      {"/config_groups/group_0/weights/group_size", 0, "weights.group_size must be positive for strategy 'group', got 0"},
+      {"/config_groups/group_0/weights/dynamic", true, "weights.dynamic must be false"},
+      {"/config_groups/group_0/weights/actorder", "sometimes", "weights.actorder must be null, a boolean"},
+      {"/config_groups/group_0/input_activations",
+       {{"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "tensor"}, {"dynamic", false}},
+       "input_activations.strategy 'tensor' is not supported (token)"},
+      {"/config_groups/group_0/input_activations",
+       {{"num_bits", 4}, {"strategy", "token"}, {"dynamic", true}}, "input_activations.num_bits must be 8, got 4"},
+      {"/config_groups/group_0/input_activations",
+       {{"num_bits", 8}, {"strategy", "token"}, {"dynamic", true}, {"symmetric", false}},
+       "input_activations.symmetric must be true"},
+      {"/config_groups/group_0/input_activations",
+       {{"num_bits", 8}, {"strategy", "token"}, {"dynamic", false}}, "input_activations.dynamic must be true"},
+      {"/config_groups/group_0/output_activations", {{"num_bits", 8}}, "output_activations is not supported"},
+      {"/quant_method", "awq", "quant_method 'awq' is not supported (supported: gptq, compressed-tensors)"},
+  };
+  for (const Bad& b : cases) {
+    json config = TinyLlama();
+    config["quantization_config"] = CompressedTensorsW4A16();
+    config["quantization_config"][json::json_pointer(b.path)] = b.value;
+    ExpectInvalid(config, {b.message});
+  }
+  json config = TinyLlama();
+  config["quantization_config"] = CompressedTensorsW4A16();
+  config["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "channel";
+  config["quantization_config"]["config_groups"]["group_0"]["weights"]["group_size"] = -1;
+  config["quantization_config"]["config_groups"]["group_0"]["weights"]["actorder"] = "group";
+  ExpectInvalid(config, {"weights.actorder 'group' needs strategy 'group'"});
 }
 
 // ---- One test per rejected config. ----

@@ -1,6 +1,6 @@
 // Stage execution (what a worker runs): QuantizeLayerRange over part of the model, resuming
 // with some layers already done, must give bit-identical results to one uninterrupted
-// QuantizeModel — the property that makes worker failover produce the same checkpoint. Also
+// QuantizeModel, with float activations and with W·A8's INT8 ones — the property that makes worker failover produce the same checkpoint. Also
 // round-trips layer results and activations through their byte encodings.
 #include <map>
 #include <memory>
@@ -56,7 +56,7 @@ void ExpectSameLayer(const LayerQuantResult& a, const LayerQuantResult& b) {
   }
 }
 
-class LayerRangeTest : public ::testing::TestWithParam<std::tuple<std::string, Propagation>> {};
+class LayerRangeTest : public ::testing::TestWithParam<std::tuple<std::string, Propagation, int>> {};
 
 TEST_P(LayerRangeTest, ResumedStagesMatchOneRun) {
   const Fixture& f = Fix();
@@ -67,6 +67,7 @@ TEST_P(LayerRangeTest, ResumedStagesMatchOneRun) {
   options.spec.group_size = 64;
   options.spec.lora_rank = options.method == "gptq_lora" ? 8 : 0;
   options.batch_seqs = 3;  // batches that do not divide the sample count
+  options.act_bits = std::get<2>(GetParam());  // 8: W·A8, replay fake-quantizes activations too
   auto whole = QuantizeModel(f.config, *f.checkpoint, f.calib, options);
   ASSERT_TRUE(whole.ok()) << whole.status();
   ASSERT_EQ(whole->layers.size(), 4u);
@@ -103,7 +104,8 @@ TEST_P(LayerRangeTest, ResumedStagesMatchOneRun) {
 
 INSTANTIATE_TEST_SUITE_P(Methods, LayerRangeTest,
                          ::testing::Combine(::testing::Values("gptq", "gptq_lora"),
-                                            ::testing::Values(Propagation::kQuantized, Propagation::kFp)));
+                                            ::testing::Values(Propagation::kQuantized, Propagation::kFp),
+                                            ::testing::Values(16, 8)));
 
 TEST(LayerResultCodec, RejectsDamagedBytes) {
   const Fixture& f = Fix();

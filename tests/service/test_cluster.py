@@ -35,6 +35,11 @@ def spec(model, calib, out, method="gptq", bits=4, group_size=128, propagation=p
     return s
 
 
+def act_bits(s, bits):
+    s.method.act_bits = bits
+    return s
+
+
 def file_uri(path):
     return "file://" + os.path.abspath(path)
 
@@ -221,6 +226,8 @@ class Requests(ClusterTest):
              grpc.StatusCode.NOT_FOUND, "calibration data"),
             ("output exists", spec(model, calib, file_uri(existing)), grpc.StatusCode.ALREADY_EXISTS, "already exists"),
             ("unknown method", spec(model, calib, out, method="awq"), grpc.StatusCode.INVALID_ARGUMENT, "method"),
+            ("act bits", act_bits(spec(model, calib, out), 4), grpc.StatusCode.INVALID_ARGUMENT,
+             "spec.method.act_bits: must be 16 (float activations; 0 means 16) or 8 (per-token dynamic INT8), got 4"),
             ("escaping root", spec(model, calib, "file:///etc/caliber-out"), grpc.StatusCode.PERMISSION_DENIED, ""),
             ("dot-dot", spec(model, calib, file_uri(self.workdir) + "/../x"), grpc.StatusCode.PERMISSION_DENIED, ""),
             ("not a uri", spec("models/x", calib, out), grpc.StatusCode.INVALID_ARGUMENT, ""),
@@ -291,6 +298,38 @@ class Requests(ClusterTest):
         text = urllib.request.urlopen(f"http://127.0.0.1:{w_metrics}/metrics", timeout=10).read().decode()
         for name in ("caliber_calibration_tokens_total", "caliber_worker_connected"):
             self.assertIn(name, text)
+
+
+class W4A8(ClusterTest):
+    def test_two_workers_write_the_compressed_tensors_checkpoint_quantize_writes(self):
+        c = self.start(workers=2)
+        stub = self.stub(c)
+        out = os.path.join(self.workdir, "out")
+        s = act_bits(spec(file_uri(cluster.MODEL), file_uri(cluster.CALIB), file_uri(out)), 8)
+        s.evaluation.CopyFrom(pb.EvaluationData(
+            uri=file_uri(os.path.join(cluster.MODEL, "heldout", "heldout_tokens.i32")), max_windows=8))
+        job = stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=s), timeout=60)
+        self.assertEqual(job.spec.method.act_bits, 8)
+        final = self.follow(stub, job.job_id)
+        self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
+        self.assertEqual(len(final.stages), 2)
+        qc = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
+        self.assertEqual(qc["quant_method"], "compressed-tensors")
+        self.assertEqual(qc["format"], "pack-quantized")
+        self.assertEqual(qc["config_groups"]["group_0"]["input_activations"]["num_bits"], 8)
+        self.assertEqual(qc["meta"]["caliber"]["act_bits"], 8)
+        report = json.load(open(os.path.join(out, "report.json")))
+        self.assertEqual(report["eval"]["quantized"]["act_bits"], 8)
+        self.assertEqual(report["eval"]["fp"]["act_bits"], 16)
+        self.assertGreater(final.report.ppl_quantized, 0)
+        # Workers calibrated and propagated with INT8 activations exactly as one process does.
+        self.assert_same_checkpoint(out, self.reference("ref", "--method", "gptq", "--act-bits", "8",
+                                                        "--nsamples", "16", "--seq-len", "128"))
+        # act_bits 0 means 16: a W·A16 job, normalized as such.
+        plain = stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
+            file_uri(cluster.MODEL), file_uri(cluster.CALIB), file_uri(os.path.join(self.workdir, "o16")))), timeout=60)
+        self.assertEqual(plain.spec.method.act_bits, 16)
+        stub.CancelQuantJob(pb.CancelQuantJobRequest(job_id=plain.job_id), timeout=10)
 
 
 def make_certs(d):
