@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/calib/hessian_stats.h"
+#include "core/calib/layer_hessians.h"
 #include "core/quant/act_quant.h"
 #include "core/quant/quantizer.h"
 #include "core/util/allocator.h"
@@ -23,52 +24,6 @@ std::vector<LinearModule> ModulesOf(LinearGroup g) {
     case LinearGroup::kDown: return {LinearModule::kDown};
   }
   return {};
-}
-
-// Accumulates the Hessian of the input of the groups it was asked for.
-class HessianTaps : public LayerTaps {
- public:
-  void Want(LinearGroup g, int in_features, HessianAccumulator::Precision precision) {
-    acc_[static_cast<int>(g)].emplace(in_features, precision);
-  }
-  void set_batch_sequences(int n) { batch_sequences_ = n; }
-  void OnLinearInput(LinearGroup g, MatrixF& x) override {
-    if (auto& a = acc_[static_cast<int>(g)]) a->AddBatch(x, batch_sequences_);
-  }
-  const HessianAccumulator& Get(LinearGroup g) const { return *acc_[static_cast<int>(g)]; }
-
- private:
-  std::array<std::optional<HessianAccumulator>, 4> acc_;
-  int batch_sequences_ = 1;
-};
-
-int InputWidth(const ModelConfig& c, LinearGroup g) {
-  switch (g) {
-    case LinearGroup::kQkv:
-    case LinearGroup::kGateUp: return c.hidden_size;
-    case LinearGroup::kO: return c.q_dim();
-    case LinearGroup::kDown: return c.intermediate_size;
-  }
-  return 0;
-}
-
-// Runs the calibration samples through the layer in batches, linear inputs fake-quantized at
-// `act_bits` (before `taps` sees them); writes the outputs to `out` when given (`out` may be
-// `&in`: each batch reads its rows of `in` before writing them).
-void RunBatches(const ModelConfig& config, int layer, const LayerWeights& weights,
-                const RopeTable& rope, const SequenceBatch& samples, int batch_seqs, int act_bits,
-                const MatrixF& in, MatrixF* out, HessianTaps* taps) {
-  std::optional<ActQuantTaps> act_quant;
-  LayerTaps* layer_taps = WithActivationQuantization(act_bits, taps, act_quant);
-  for (int s0 = 0; s0 < samples.num_seqs; s0 += batch_seqs) {
-    const int n = std::min(batch_seqs, samples.num_seqs - s0);
-    const Eigen::Index r0 = static_cast<Eigen::Index>(s0) * samples.seq_len;
-    const Eigen::Index rows = static_cast<Eigen::Index>(n) * samples.seq_len;
-    MatrixF h = in.middleRows(r0, rows);
-    if (taps != nullptr) taps->set_batch_sequences(n);
-    DecoderLayerForward(config, layer, weights, rope, {n, samples.seq_len}, h, layer_taps);
-    if (out != nullptr) out->middleRows(r0, rows) = h;
-  }
 }
 
 absl::Status QuantizeGroup(const LinearQuantizer& quantizer, const CalibrationOptions& options,
@@ -129,7 +84,7 @@ absl::Status PropagateLayer(const ModelConfig& config, const RopeTable& rope, in
                                                    " tokens of width ", config.hidden_size));
   }
   TuneAllocatorForLargeMatrices();
-  RunBatches(config, layer, weights, rope, samples, std::max(1, batch_seqs), act_bits, hidden,
+  RunCalibrationBatches(config, layer, weights, rope, samples, std::max(1, batch_seqs), act_bits, hidden,
              &hidden, nullptr);
   return absl::OkStatus();
 }
@@ -172,9 +127,9 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
     // One pass through the original layer gives every Hessian and the next layer's inputs.
     HessianTaps taps;
     for (const LinearGroup g : kAllLinearGroups) {
-      taps.Want(g, InputWidth(config, g), options.hessian_precision);
+      taps.Want(g, LinearGroupInputWidth(config, g), options.hessian_precision);
     }
-    RunBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, &hidden,
+    RunCalibrationBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, &hidden,
                &taps);
     for (const LinearGroup g : kAllLinearGroups) {
       if (absl::Status s = QuantizeGroup(*quantizer, options, layer, g, taps.Get(g), weights, quantized);
@@ -185,15 +140,15 @@ absl::StatusOr<LayerQuantResult> QuantizeLayer(const ModelConfig& config, const 
   } else {
     for (const LinearGroup g : kAllLinearGroups) {
       HessianTaps taps;
-      taps.Want(g, InputWidth(config, g), options.hessian_precision);
-      RunBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, nullptr,
+      taps.Want(g, LinearGroupInputWidth(config, g), options.hessian_precision);
+      RunCalibrationBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, nullptr,
                  &taps);
       if (absl::Status s = QuantizeGroup(*quantizer, options, layer, g, taps.Get(g), weights, quantized);
           !s.ok()) {
         return s;
       }
     }
-    RunBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, &hidden,
+    RunCalibrationBatches(config, layer, weights, rope, samples, batch_seqs, options.act_bits, hidden, &hidden,
                nullptr);
   }
 

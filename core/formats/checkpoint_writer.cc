@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/io/model_files.h"
 
 namespace caliber {
 namespace {
@@ -197,21 +198,13 @@ absl::StatusOr<std::string> QuantizedCheckpointWriter::Stage() {
     if (absl::Status s = model_.WriteFile((partial / "model.safetensors").string()); !s.ok()) return s;
 
     // config.json: the source config with quantization_config added.
-    std::ifstream in(fs::path(source_dir_) / "config.json");
-    nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded() || !config.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(source_dir_, "/config.json: not a JSON object"));
-    }
+    absl::StatusOr<nlohmann::json> read = ReadConfigJson(source_dir_);
+    if (!read.ok()) return read.status();
+    nlohmann::json& config = *read;
     config["quantization_config"] = QuantizationConfig();
     if (absl::Status s = WriteText(partial / "config.json", config.dump(2) + "\n"); !s.ok()) return s;
 
-    for (const char* file : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                             "special_tokens_map.json", "generation_config.json"}) {
-      const fs::path src = fs::path(source_dir_) / file;
-      if (fs::exists(src, ec) && !fs::copy_file(src, partial / file, ec)) {
-        return absl::InternalError(absl::StrCat("cannot copy ", src.string(), ": ", ec.message()));
-      }
-    }
+    if (absl::Status s = CopyTokenizerFiles(source_dir_, partial.string()); !s.ok()) return s;
     if (!adapter_.empty()) {
       fs::path source = fs::absolute(source_dir_).lexically_normal();
       if (!source.has_filename()) source = source.parent_path();  // "dir/"

@@ -1,6 +1,6 @@
 #include "core/formats/compressed_tensors_pack.h"
 
-#include <cstring>
+#include <bit>
 
 #include "absl/strings/str_format.h"
 #include "core/quant/quant_grid.h"
@@ -14,18 +14,6 @@ int PackFactor(int bits) { return 32 / bits; }
 
 Eigen::Index PackedLength(Eigen::Index n, int bits) {
   return (n + PackFactor(bits) - 1) / PackFactor(bits);
-}
-
-int32_t AsInt32(uint32_t word) {
-  int32_t v;
-  std::memcpy(&v, &word, sizeof v);
-  return v;
-}
-
-uint32_t AsUint32(int32_t word) {
-  uint32_t v;
-  std::memcpy(&v, &word, sizeof v);
-  return v;
 }
 
 // The group of column i in plain column order.
@@ -135,7 +123,7 @@ absl::StatusOr<CompressedTensorsTensors> PackCompressedTensors(const QuantizedLi
     for (int i = 0; i < in; ++i) fields[static_cast<size_t>(i)] = q.codes(o, i);
     const std::vector<uint32_t> words = PackInt32(fields, bits);
     for (size_t w = 0; w < words.size(); ++w) {
-      t.weight_packed(o, static_cast<Eigen::Index>(w)) = AsInt32(words[w]);
+      t.weight_packed(o, static_cast<Eigen::Index>(w)) = std::bit_cast<int32_t>(words[w]);
     }
   }
   if (!q.sym) {
@@ -147,7 +135,7 @@ absl::StatusOr<CompressedTensorsTensors> PackCompressedTensors(const QuantizedLi
       for (int o = 0; o < out; ++o) fields[static_cast<size_t>(o)] = static_cast<uint32_t>(q.zeros(g, o));
       const std::vector<uint32_t> words = PackInt32(fields, bits);
       for (size_t w = 0; w < words.size(); ++w) {
-        t.weight_zero_point(static_cast<Eigen::Index>(w), g) = AsInt32(words[w]);
+        t.weight_zero_point(static_cast<Eigen::Index>(w), g) = std::bit_cast<int32_t>(words[w]);
       }
     }
   }
@@ -206,7 +194,7 @@ absl::StatusOr<QuantizedLinear> UnpackCompressedTensors(const CompressedTensorsT
   std::vector<uint32_t> words(static_cast<size_t>(t.weight_packed.cols()));
   for (int o = 0; o < q.out_features; ++o) {
     for (size_t w = 0; w < words.size(); ++w) {
-      words[w] = AsUint32(t.weight_packed(o, static_cast<Eigen::Index>(w)));
+      words[w] = std::bit_cast<uint32_t>(t.weight_packed(o, static_cast<Eigen::Index>(w)));
     }
     const std::vector<uint32_t> fields = UnpackInt32(words, bits, static_cast<size_t>(in));
     for (int i = 0; i < q.in_features; ++i) q.codes(o, i) = static_cast<uint8_t>(fields[static_cast<size_t>(i)]);
@@ -218,7 +206,7 @@ absl::StatusOr<QuantizedLinear> UnpackCompressedTensors(const CompressedTensorsT
     words.resize(static_cast<size_t>(t.weight_zero_point.rows()));
     for (int g = 0; g < groups; ++g) {
       for (size_t w = 0; w < words.size(); ++w) {
-        words[w] = AsUint32(t.weight_zero_point(static_cast<Eigen::Index>(w), g));
+        words[w] = std::bit_cast<uint32_t>(t.weight_zero_point(static_cast<Eigen::Index>(w), g));
       }
       const std::vector<uint32_t> fields = UnpackInt32(words, bits, static_cast<size_t>(out));
       for (int o = 0; o < q.out_features; ++o) q.zeros(g, o) = static_cast<int32_t>(fields[static_cast<size_t>(o)]);

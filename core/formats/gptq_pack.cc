@@ -1,6 +1,6 @@
 #include "core/formats/gptq_pack.h"
 
-#include <cstring>
+#include <bit>
 
 #include "absl/strings/str_format.h"
 #include "core/quant/quant_grid.h"
@@ -13,18 +13,6 @@ bool SupportedBits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bit
 // Output channels per packed group of words: 32 / bits values fill whole words, except 3 bits
 // whose fields only realign after 32 values (3 words).
 int OutMultiple(int bits) { return bits == 3 ? 32 : 32 / bits; }
-
-int32_t AsInt32(uint32_t word) {
-  int32_t v;
-  std::memcpy(&v, &word, sizeof v);
-  return v;
-}
-
-uint32_t AsUint32(int32_t word) {
-  uint32_t v;
-  std::memcpy(&v, &word, sizeof v);
-  return v;
-}
 
 }  // namespace
 
@@ -111,7 +99,7 @@ absl::StatusOr<GptqTensors> PackGptq(const QuantizedLinear& q) {
     for (int i = 0; i < in; ++i) values[static_cast<size_t>(i)] = q.codes(o, i);
     const std::vector<uint32_t> words = PackBits(values, bits);
     for (size_t w = 0; w < words.size(); ++w) {
-      t.qweight(static_cast<Eigen::Index>(w), o) = AsInt32(words[w]);
+      t.qweight(static_cast<Eigen::Index>(w), o) = std::bit_cast<int32_t>(words[w]);
     }
   }
   t.qzeros.resize(groups, out * bits / 32);
@@ -123,7 +111,7 @@ absl::StatusOr<GptqTensors> PackGptq(const QuantizedLinear& q) {
     }
     const std::vector<uint32_t> words = PackBits(values, bits);
     for (size_t w = 0; w < words.size(); ++w) {
-      t.qzeros(g, static_cast<Eigen::Index>(w)) = AsInt32(words[w]);
+      t.qzeros(g, static_cast<Eigen::Index>(w)) = std::bit_cast<int32_t>(words[w]);
     }
   }
   return t;
@@ -169,7 +157,7 @@ absl::StatusOr<QuantizedLinear> UnpackGptq(const GptqTensors& t, bool sym) {
   std::vector<uint32_t> words(static_cast<size_t>(t.qweight.rows()));
   for (int o = 0; o < out; ++o) {
     for (size_t w = 0; w < words.size(); ++w) {
-      words[w] = AsUint32(t.qweight(static_cast<Eigen::Index>(w), o));
+      words[w] = std::bit_cast<uint32_t>(t.qweight(static_cast<Eigen::Index>(w), o));
     }
     const std::vector<uint32_t> values = UnpackBits(words, bits);
     for (int i = 0; i < in; ++i) {
@@ -180,7 +168,7 @@ absl::StatusOr<QuantizedLinear> UnpackGptq(const GptqTensors& t, bool sym) {
   words.resize(static_cast<size_t>(t.qzeros.cols()));
   for (int g = 0; g < groups; ++g) {
     for (size_t w = 0; w < words.size(); ++w) {
-      words[w] = AsUint32(t.qzeros(g, static_cast<Eigen::Index>(w)));
+      words[w] = std::bit_cast<uint32_t>(t.qzeros(g, static_cast<Eigen::Index>(w)));
     }
     const std::vector<uint32_t> values = UnpackBits(words, bits);
     for (int o = 0; o < out; ++o) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/model/decoder_layer.h"
+#include "core/transform/spectrum.h"
 #include "core/transform/transform_matrices.h"
 
 namespace caliber {
@@ -88,24 +89,6 @@ RtnError Rtn(const MatrixD& w, const HeroqObjectiveOptions& o) {
     }
   }
   return r;
-}
-
-// Top eigenpair of a symmetric PSD matrix by power iteration from `v` (updated in place).
-double TopEigen(const MatrixD& H, VectorD& v) {
-  if (v.size() != H.rows() || v.norm() == 0) v = VectorD::Ones(H.rows());
-  v.normalize();
-  double lambda = v.dot(H * v);
-  for (int it = 0; it < 1000; ++it) {
-    VectorD hv = H * v;
-    const double n = hv.norm();
-    if (n == 0) return 0;
-    v = hv / n;
-    const double next = v.dot(H * v);
-    const bool converged = std::abs(next - lambda) <= 1e-14 * std::abs(next);
-    lambda = next;
-    if (converged && it >= 2) break;
-  }
-  return lambda;
 }
 
 struct ModuleSpec {
@@ -193,7 +176,7 @@ LayerObjectiveValue EvaluateLayerObjective(const ModelConfig& config, const Laye
 
   for (int g = 0; g < 4; ++g) {
     out.trace[g] = ht[g].trace();
-    out.top_eigenvalue[g] = TopEigen(ht[g], p.top_vector[g]);
+    out.top_eigenvalue[g] = TopEigenpair(ht[g], p.top_vector[g]);
     out.spectral[g] = out.trace[g] > 0 ? out.top_eigenvalue[g] / out.trace[g] : 0;
     out.loss += options.lambda * out.spectral[g];
     if (gradients && out.trace[g] > 0) {

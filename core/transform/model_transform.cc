@@ -3,10 +3,10 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "core/calib/model_quantizer.h"
+#include "core/io/model_files.h"
 #include "core/model/rope.h"
 #include "core/model/weights.h"
 #include "core/transform/fold.h"
@@ -203,23 +203,11 @@ absl::Status WriteTransformedModel(const std::string& source_dir, const ModelCon
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
   if (absl::Status ws = writer.WriteFile((fs::path(out_dir) / "model.safetensors").string()); !ws.ok()) return ws;
 
-  std::ifstream in(fs::path(source_dir) / "config.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json cfg = nlohmann::json::parse(text.str(), nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(source_dir, "/config.json: not a JSON object"));
-  }
-  cfg["tie_word_embeddings"] = false;  // embeddings E·R1 and head W·diag(g)·R1 now differ
-  std::ofstream(fs::path(out_dir) / "config.json") << cfg.dump(2) << "\n";
-  for (const char* file : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "generation_config.json"}) {
-    const fs::path src = fs::path(source_dir) / file;
-    if (fs::exists(src, ec) && !fs::copy_file(src, fs::path(out_dir) / file, fs::copy_options::overwrite_existing, ec)) {
-      return absl::InternalError(absl::StrCat("cannot copy ", src.string(), ": ", ec.message()));
-    }
-  }
-  return absl::OkStatus();
+  absl::StatusOr<nlohmann::json> cfg = ReadConfigJson(source_dir);
+  if (!cfg.ok()) return cfg.status();
+  (*cfg)["tie_word_embeddings"] = false;  // embeddings E·R1 and head W·diag(g)·R1 now differ
+  std::ofstream(fs::path(out_dir) / "config.json") << cfg->dump(2) << "\n";
+  return CopyTokenizerFiles(source_dir, out_dir);
 }
 
 }  // namespace caliber

@@ -1,5 +1,7 @@
 #include "core/transform/spectrum.h"
 
+#include <cmath>
+
 #include <Eigen/Cholesky>
 
 namespace caliber {
@@ -9,6 +11,23 @@ constexpr int kIterations = 200;
 
 }  // namespace
 
+double TopEigenpair(const MatrixD& H, VectorD& v) {
+  if (v.size() != H.rows() || v.norm() == 0) v = VectorD::Ones(H.rows());
+  v.normalize();
+  double lambda = v.dot(H * v);
+  for (int it = 0; it < 1000; ++it) {
+    const VectorD hv = H * v;
+    const double n = hv.norm();
+    if (n == 0) return 0;
+    v = hv / n;
+    const double next = v.dot(H * v);
+    const bool converged = std::abs(next - lambda) <= 1e-14 * std::abs(next);
+    lambda = next;
+    if (converged && it >= 2) break;
+  }
+  return lambda;
+}
+
 SpectrumSummary SummarizeSpectrum(const MatrixD& H, double damp) {
   SpectrumSummary s;
   const int n = static_cast<int>(H.rows());
@@ -16,14 +35,8 @@ SpectrumSummary SummarizeSpectrum(const MatrixD& H, double damp) {
   s.trace = H.trace();
   MatrixD Hd = H;
   Hd.diagonal().array() += damp * s.trace / n;
-  VectorD v = VectorD::Ones(n).normalized();
-  double top = 0;
-  for (int i = 0; i < kIterations; ++i) {
-    VectorD w = Hd * v;
-    top = v.dot(w);
-    if (w.norm() == 0) break;
-    v = w.normalized();
-  }
+  VectorD v;
+  const double top = TopEigenpair(Hd, v);
   s.lambda_max = top - damp * s.trace / n;
   Eigen::LLT<MatrixD> llt(Hd);
   if (llt.info() != Eigen::Success) return s;

@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/io/model_files.h"
 #include "core/io/safetensors.h"
 #include "nlohmann/json.hpp"
 
@@ -162,8 +163,7 @@ absl::StatusOr<ModelFetchStats> FetchModel(Storage& storage, std::string_view mo
     }
   }
   if (options.tokenizer) {
-    for (const char* file : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                             "special_tokens_map.json", "generation_config.json"}) {
+    for (const char* file : kTokenizerFiles) {
       absl::StatusOr<std::string> bytes = storage.Read(JoinUri(model_uri, file));
       if (absl::IsNotFound(bytes.status())) continue;
       if (!bytes.ok()) return bytes.status();
