@@ -1,5 +1,7 @@
-// HeRo-Q and its baselines end to end on one model: for each transform (none = plain GPTQ,
-// quarot, smoothquant, heroq) build it from the calibration set, fold it into the model,
+// HeRo-Q and its baselines end to end on one model: for each transform (none = the model as
+// it is, plain GPTQ; fold = RMSNorm weights folded into the linears and nothing else, which
+// every transform starts with; quarot, smoothquant, heroq) build it from the calibration set,
+// fold it into the model,
 // quantize with --method through the sequential pipeline, and measure held-out perplexity.
 // Prints per transform the transform's time (Hessian pass + learning) relative to the GPTQ
 // time of the same job, the objective before/after learning, the per-layer learning time
@@ -32,7 +34,7 @@ ABSL_FLAG(int, group_size, 128, "weight group size");
 ABSL_FLAG(int, act_bits, 16, "16, or 8 for W·A8");
 ABSL_FLAG(std::string, method, "gptq", "gptq | gptq_lora");
 ABSL_FLAG(int, lora_rank, 32, "gptq_lora rank");
-ABSL_FLAG(std::string, transforms, "none,quarot,smoothquant,heroq", "transforms to compare");
+ABSL_FLAG(std::string, transforms, "none,fold,quarot,smoothquant,heroq", "transforms to compare");
 ABSL_FLAG(int, iterations, 100, "HeRo-Q learning steps");
 ABSL_FLAG(double, lambda, 0.05, "HeRo-Q spectral weight λ");
 ABSL_FLAG(double, rotation_step, 0.05, "HeRo-Q Cayley step length");
@@ -89,19 +91,26 @@ int Main() {
   std::printf("| transform | transform s | GPTQ s | transform/GPTQ | learn s per layer / GPTQ s per layer | objective start -> learned | ppl |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   for (const std::string& name : std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_transforms), ','))) {
+    // "fold" is the identity transform written out: only the RMSNorm folding.
+    const bool fold_only = name == "fold";
     TransformOptions t;
-    t.kind = Take(ParseTransformKind(name));
+    t.kind = fold_only ? TransformKind::kNone : Take(ParseTransformKind(name));
     t.seed = absl::GetFlag(FLAGS_seed);
     t.learn.iterations = absl::GetFlag(FLAGS_iterations);
     t.learn.rotation_step = absl::GetFlag(FLAGS_rotation_step);
     t.learn.diagonal_step = absl::GetFlag(FLAGS_diagonal_step);
     t.learn.objective = {q.spec.bits, q.spec.group_size, q.spec.sym, absl::GetFlag(FLAGS_lambda)};
     const TransformOutcome outcome = Take(BuildModelTransform(config, *source, calib, t, q.batch_seqs));
+    const bool transformed = t.kind != TransformKind::kNone;
+    std::string model_dir = dir;
     const std::string tdir = std::filesystem::temp_directory_path().string() + "/heroq-bench-" + name;
-    std::filesystem::remove_all(tdir);
-    CHECK_OK(WriteTransformedModel(dir, config, *source, outcome.transform, tdir));
-    const std::unique_ptr<Checkpoint> ck = Take(Checkpoint::Open(tdir));
-    const ModelConfig tconfig = Take(ModelConfig::FromFile(tdir + "/config.json"));
+    if (transformed || fold_only) {
+      std::filesystem::remove_all(tdir);
+      CHECK_OK(WriteTransformedModel(dir, config, *source, outcome.transform, tdir));
+      model_dir = tdir;
+    }
+    const std::unique_ptr<Checkpoint> ck = Take(Checkpoint::Open(model_dir));
+    const ModelConfig tconfig = Take(ModelConfig::FromFile(model_dir + "/config.json"));
     const auto start = std::chrono::steady_clock::now();
     const ModelQuantResult result = Take(QuantizeModel(tconfig, *ck, calib, q));
     const double gptq_seconds = Seconds(start);
@@ -110,7 +119,6 @@ int Main() {
     const Model model(tconfig, std::move(w));
     const PerplexityResult ppl = Take(EvaluatePerplexity(model, heldout, eval));
     std::string per_layer;
-    const bool transformed = t.kind != TransformKind::kNone;
     for (size_t l = 0; l < result.layers.size(); ++l) {
       const double learn = transformed ? outcome.report["layers"][l]["learning_seconds"].get<double>() : 0.0;
       char buf[64];
@@ -122,7 +130,7 @@ int Main() {
                 transformed ? outcome.report["loss"]["start"].get<double>() : 0.0,
                 transformed ? outcome.report["loss"]["learned"].get<double>() : 0.0, ppl.ppl);
     std::fflush(stdout);
-    std::filesystem::remove_all(tdir);
+    if (model_dir == tdir) std::filesystem::remove_all(tdir);
   }
   return 0;
 }
