@@ -16,6 +16,7 @@
 #include "core/formats/layer_result_codec.h"
 #include "core/formats/quant_report.h"
 #include "core/io/inputs.h"
+#include "services/storage/model_fetch.h"
 #include "nlohmann/json.hpp"
 
 namespace caliber::coordinator {
@@ -70,7 +71,25 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
                                                      const AssemblyHooks& hooks) {
   const v1::QuantJobSpec& spec = record.job().spec();
   const CalibrationOptions options = CalibrationOptionsOf(spec);
-  const std::string model_dir = ModelCacheDir(cache_dir);
+  // A transformed job quantized the transformed model: its non-quantized tensors (rotated
+  // embeddings, head) and config come from there; the fp baseline stays the original.
+  const std::string original_dir = ModelCacheDir(cache_dir);
+  const bool transformed = !record.transformed_model_uri().empty();
+  const std::string model_dir = transformed ? TransformedModelCacheDir(cache_dir) : original_dir;
+  if (transformed && !fs::exists(fs::path(model_dir) / "config.json")) {
+    storage::ModelFetchOptions all;
+    all.want = [](std::string_view) { return true; };
+    all.tokenizer = true;
+    if (absl::StatusOr<storage::ModelFetchStats> f = storage::FetchModel(storage, record.transformed_model_uri(),
+                                                                          model_dir, all);
+        !f.ok()) {
+      return f.status();
+    }
+  }
+  absl::StatusOr<ModelConfig> source_config =
+      transformed ? ModelConfig::FromFile((fs::path(model_dir) / "config.json").string())
+                  : absl::StatusOr<ModelConfig>(config);
+  if (!source_config.ok()) return source_config.status();
   absl::StatusOr<std::unique_ptr<Checkpoint>> source = Checkpoint::Open(model_dir);
   if (!source.ok()) return source.status();
 
@@ -81,7 +100,7 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
   fs::remove_all(local_out, ec);  // what a previous attempt left
   // The job's format: GPTQ v1 for W·A16, compressed-tensors for W·A8 (act_bits 8).
   const std::unique_ptr<QuantizedCheckpointWriter> writer = MakeCheckpointWriter(
-      options, config, **source, model_dir, local_out,
+      options, *source_config, **source, model_dir, local_out,
       {{"quantizer", {"caliber:0.1.0"}}, {"caliber", meta}});
   writer->set_base_model_name(BaseName(spec.model_uri()));
   if (absl::Status s = writer->CheckOutput(); !s.ok()) return s;
@@ -114,7 +133,18 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
   job["job_id"] = record.job().job_id();
   job["workers"] = record.stage_count();
   job["propagation_mode"] = v1::Propagation_Name(spec.propagation());
+  if (transformed) {
+    job["method_name"] = spec.method().name();
+    job["transform"] = spec.method().transform();
+  }
   nlohmann::json report = BuildQuantReport(result, job);
+  if (transformed) {
+    absl::StatusOr<std::string> part = storage.Read(record.transform_report_uri());
+    if (!part.ok()) return part.status();
+    nlohmann::json t = nlohmann::json::parse(*part, nullptr, /*allow_exceptions=*/false);
+    if (t.is_discarded()) return absl::DataLossError(absl::StrCat(record.transform_report_uri(), " is not JSON"));
+    report["transform"] = std::move(t);
+  }
 
   v1::QualityReport quality;
   quality.set_mean_relative_output_error(report["totals"]["mean_relative_output_error"].get<double>());
@@ -123,13 +153,13 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
     if (hooks.on_phase) hooks.on_phase("evaluating");
     const v1::EvaluationData& e = spec.evaluation();
     absl::StatusOr<std::vector<int32_t>> tokens = LoadDataTokens(
-        storage, e.uri(), e.format(), model_dir, (fs::path(cache_dir) / "eval").string(), config.vocab_size);
+        storage, e.uri(), e.format(), original_dir, (fs::path(cache_dir) / "eval").string(), config.vocab_size);
     if (!tokens.ok()) return tokens.status();
     PerplexityOptions po;
     po.seq_len = e.seq_len();
     po.max_windows = e.max_windows();
     const std::string adapter = (fs::path(*staged) / "adapter").string();
-    absl::StatusOr<std::unique_ptr<Model>> fp = LoadModel(model_dir, "");
+    absl::StatusOr<std::unique_ptr<Model>> fp = LoadModel(original_dir, "");
     if (!fp.ok()) return fp.status();
     absl::StatusOr<PerplexityResult> before = EvaluatePerplexity(**fp, *tokens, po);
     if (!before.ok()) return before.status();

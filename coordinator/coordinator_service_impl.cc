@@ -1,6 +1,7 @@
 #include "coordinator/coordinator_service_impl.h"
 
 #include "services/auth/worker_token.h"
+#include "services/grpc_status.h"
 
 namespace caliber::coordinator {
 
@@ -47,6 +48,16 @@ grpc::Status CoordinatorServiceImpl::ReportStageEnd(grpc::ServerContext* context
                                                     v1::ReportAck* response) {
   if (grpc::Status s = Check(*context); !s.ok()) return s;
   *response = jobs_.StageEnd(*request);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::ReduceTransformShare(grpc::ServerContext* context,
+                                                          const v1::ReduceTransformShareRequest* request,
+                                                          v1::ReduceTransformShareResponse* response) {
+  if (grpc::Status s = Check(*context); !s.ok()) return s;
+  absl::StatusOr<v1::ReduceTransformShareResponse> r = jobs_.ReduceTransformShare(*request);
+  if (!r.ok()) return ToGrpc(r.status());
+  *response = *std::move(r);
   return grpc::Status::OK;
 }
 

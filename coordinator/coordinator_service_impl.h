@@ -25,6 +25,8 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::Service {
                                    v1::ReportAck* response) override;
   grpc::Status ReportStageEnd(grpc::ServerContext* context, const v1::ReportStageEndRequest* request,
                               v1::ReportAck* response) override;
+  grpc::Status ReduceTransformShare(grpc::ServerContext* context, const v1::ReduceTransformShareRequest* request,
+                                    v1::ReduceTransformShareResponse* response) override;
 
  private:
   grpc::Status Check(const grpc::ServerContext& context) const;

@@ -11,6 +11,11 @@
 #include "coordinator/job_preparer.h"
 #include "coordinator/job_spec.h"
 #include "coordinator/shard_planner.h"
+#include "core/transform/model_transform.h"
+#include "core/transform/stage_transform.h"
+#include "core/transform/transform_codec.h"
+#include "services/job_options.h"
+#include "services/scratch_layout.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -357,6 +362,19 @@ bool JobManager::AllLayersDone(const Job& job) const {
   return true;
 }
 
+bool JobManager::InTransformPhase(const Job& job) {
+  return job.record.job().spec().method().transform() != "none" &&
+         !job.record.job().spec().method().transform().empty() && job.record.transformed_model_uri().empty();
+}
+
+void JobManager::RestartTransform(Job& job) {
+  job.transform_results.clear();
+  job.transform_boundaries.clear();
+  job.rounds.clear();
+  for (int stage = 0; stage < job.record.job().stages_size(); ++stage) AssignStage(job, stage);
+  changed_.SignalAll();  // reducers waiting for the old phase's rounds see their assignment go
+}
+
 // ---- scheduling -------------------------------------------------------------------------
 
 void JobManager::Tick() {
@@ -386,6 +404,28 @@ void JobManager::Tick() {
       }
       if (job.record.job().stages_size() == 0) {
         PlanAndAssign(job);
+        continue;
+      }
+      if (InTransformPhase(job)) {
+        const int stages = job.record.job().stages_size();
+        if (static_cast<int>(job.transform_results.size()) == stages) {
+          job.busy = true;
+          job.record.mutable_job()->set_phase("folding transform");
+          Changed(job);
+          SpawnThread([this, id = id]() { RunTransformFold(id); });
+          continue;
+        }
+        // The stages learn together: one lost worker restarts all of them.
+        bool lost = false;
+        for (int stage = 0; stage < stages; ++stage) {
+          if (job.transform_results.count(stage)) continue;
+          auto it = job.stage_assignment.find(stage);
+          lost |= it == job.stage_assignment.end() || !workers_.count(it->second.worker_id) ||
+                  !workers_.at(it->second.worker_id).live;
+        }
+        bool any_live = false;
+        for (const auto& [wid, w] : workers_) any_live |= w.live;
+        if (lost && any_live) RestartTransform(job);
         continue;
       }
       if (AllLayersDone(job)) {
@@ -446,7 +486,7 @@ void JobManager::RunPreparation(std::string job_id) {
   if (job.record.job().stages_size() == 0) {
     PlanAndAssign(job);
   } else {
-    job.record.mutable_job()->set_phase("calibrating");
+    job.record.mutable_job()->set_phase(InTransformPhase(job) ? "learning transform" : "calibrating");
     Changed(job);  // the scheduler reassigns the stages of a recovered job
   }
 }
@@ -496,9 +536,10 @@ void JobManager::PlanAndAssign(Job& job) {
     st->set_phase("waiting");
   }
   job.record.set_stage_count(static_cast<int>(plan->size()));
-  j.set_phase("calibrating");
+  const bool transform = InTransformPhase(job);
+  j.set_phase(transform ? "learning transform" : "calibrating");
   for (size_t s = 0; s < plan->size(); ++s) {
-    Assignment a{RandomId("asg-"), j.job_id(), static_cast<int>(s), live[s]->id};
+    Assignment a{RandomId(transform ? "tfm-" : "asg-"), j.job_id(), static_cast<int>(s), live[s]->id};
     assignments_[a.id] = a;
     job.stage_assignment[static_cast<int>(s)] = a;
     j.mutable_stages(static_cast<int>(s))->set_worker_id(a.worker_id);
@@ -535,7 +576,9 @@ void JobManager::AssignStage(Job& job, int stage) {
     }
     return;  // no live worker: try again next tick
   }
-  Assignment a{RandomId("asg-"), job.record.job().job_id(), stage, worker};
+  // Transform-phase assignments are told apart by their prefix: their reports never touch
+  // the quantize phase's layer records.
+  Assignment a{RandomId(InTransformPhase(job) ? "tfm-" : "asg-"), job.record.job().job_id(), stage, worker};
   assignments_[a.id] = a;
   job.stage_assignment[stage] = a;
   if (metrics_ && !avoid.empty()) metrics_->LayersReassigned(st.end_layer() - st.first_layer() - st.layers_done());
@@ -562,6 +605,27 @@ v1::StageAssignment JobManager::BuildAssignment(const Job& job, const Assignment
   m.set_seq_len(j.spec().calibration().seq_len());
   m.set_batch_seqs(j.spec().batch_seqs());
   m.set_checkpoint_interval(options_.checkpoint_interval);
+  if (InTransformPhase(job)) {
+    // The whole range from its unquantized inputs: from the store once the upstream stage
+    // stored them, else streamed from it.
+    m.set_phase(v1::STAGE_PHASE_TRANSFORM);
+    m.set_resume_from(st.first_layer());
+    if (auto in = job.transform_boundaries.find(st.first_layer() - 1); in != job.transform_boundaries.end()) {
+      m.set_input_uri(in->second);
+    }
+    if (a.stage + 1 < j.stages_size() && !job.transform_boundaries.count(st.end_layer() - 1)) {
+      auto next = job.stage_assignment.find(a.stage + 1);
+      if (next != job.stage_assignment.end()) {
+        auto w = workers_.find(next->second.worker_id);
+        if (w != workers_.end() && w->second.live) {
+          m.set_downstream_address(w->second.address);
+          m.set_downstream_assignment_id(next->second.id);
+        }
+      }
+    }
+    return m;
+  }
+  if (!job.record.transformed_model_uri().empty()) m.set_model_uri(job.record.transformed_model_uri());
   // Resume from the latest stored activations before the first undone layer of the stage.
   int first_undone = st.end_layer();
   for (int l = st.first_layer(); l < st.end_layer(); ++l) {
@@ -667,11 +731,16 @@ JobManager::Job* JobManager::ReportedLayer(const std::string& job_id, const std:
   return &it->second;
 }
 
+namespace {
+bool IsTransformAssignment(const std::string& id) { return id.rfind("tfm-", 0) == 0; }
+}  // namespace
+
 v1::ReportAck JobManager::LayerDone(const v1::ReportLayerDoneRequest& r) {
   absl::MutexLock lock(&mu_);
   v1::ReportAck ack;
   Job* found = ReportedLayer(r.job_id(), r.assignment_id(), r.layer(), ack);
   if (found == nullptr) return ack;
+  if (IsTransformAssignment(r.assignment_id())) return ack;  // transform stages quantize nothing
   Job& job = *found;
   v1::LayerRecord& l = *job.record.mutable_layers(r.layer());
   // Results are deterministic: whichever attempt reports a layer first, its bytes are the ones.
@@ -707,6 +776,15 @@ v1::ReportAck JobManager::BoundaryReady(const v1::ReportBoundaryReadyRequest& r)
   Job* found = ReportedLayer(r.job_id(), r.assignment_id(), r.layer(), ack);
   if (found == nullptr) return ack;
   Job& job = *found;
+  if (IsTransformAssignment(r.assignment_id())) {
+    // Unquantized activations for the next transform stage; a stale phase's are ignored.
+    if (!ack.stale() && InTransformPhase(job) && !job.transform_boundaries.count(r.layer())) {
+      job.transform_boundaries[r.layer()] = r.activations_uri();
+      job.record.add_scratch_objects(r.activations_uri());
+      Changed(job);
+    }
+    return ack;
+  }
   v1::LayerRecord& l = *job.record.mutable_layers(r.layer());
   if (l.activations_uri().empty()) {
     l.set_activations_uri(r.activations_uri());
@@ -727,6 +805,11 @@ v1::ReportAck JobManager::StageEnd(const v1::ReportStageEndRequest& r) {
   Job& job = it->second;
   const int stage = a->second.stage;
   if (r.code() == 0) {
+    if (IsTransformAssignment(r.assignment_id())) {
+      const std::string uri = scratch::StageTransformUri(job.record.scratch_uri(), r.assignment_id());
+      job.transform_results[stage] = uri;
+      job.record.add_scratch_objects(uri);
+    }
     job.stage_assignment.erase(stage);
     assignments_.erase(a);
     Changed(job);
@@ -735,6 +818,139 @@ v1::ReportAck JobManager::StageEnd(const v1::ReportStageEndRequest& r) {
   FailJob(job, absl::Status(static_cast<absl::StatusCode>(r.code()),
                             absl::StrCat("stage ", stage, " (worker ", r.worker_id(), "): ", r.message())));
   return ack;
+}
+
+absl::StatusOr<v1::ReduceTransformShareResponse> JobManager::ReduceTransformShare(
+    const v1::ReduceTransformShareRequest& r) {
+  absl::MutexLock lock(&mu_);
+  auto current = [&]() -> Job* {
+    auto a = assignments_.find(r.assignment_id());
+    if (a == assignments_.end() || a->second.job_id != r.job_id()) return nullptr;
+    Job& job = jobs_.at(r.job_id());
+    if (job.record.job().state() != v1::RUNNING || !InTransformPhase(job)) return nullptr;
+    return &job;
+  };
+  Job* job = current();
+  if (job == nullptr) {
+    return absl::AbortedError(absl::StrCat("assignment ", r.assignment_id(), " is no longer learning a transform"));
+  }
+  const size_t n = static_cast<size_t>(job->config.hidden_size) * static_cast<size_t>(job->config.hidden_size);
+  if (r.round() < 0 || static_cast<size_t>(r.g_r1_size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat("a round's share needs round >= 0 and ", n, " gradient entries"));
+  }
+  const int stage = assignments_.at(r.assignment_id()).stage;
+  const int stages = job->record.job().stages_size();
+  Job::Round& round = job->rounds[r.round()];
+  if (!round.summed) {
+    round.shares[stage] = {r.loss(), std::vector<double>(r.g_r1().begin(), r.g_r1().end())};
+    if (static_cast<int>(round.shares.size()) == stages) {
+      // In stage order: the same sum on every run with this plan.
+      round.loss = 0;
+      round.g_r1.assign(n, 0.0);
+      for (const auto& [k, share] : round.shares) {
+        round.loss += share.first;
+        for (size_t i = 0; i < n; ++i) round.g_r1[i] += share.second[i];
+      }
+      round.shares.clear();
+      round.summed = true;
+      // Every stage sent this round, so each has the previous round's sum already.
+      job->rounds.erase(job->rounds.begin(), job->rounds.find(r.round()));
+      changed_.SignalAll();
+    }
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  while (true) {
+    job = current();
+    if (job == nullptr || stopping_) {
+      return absl::AbortedError(absl::StrCat("assignment ", r.assignment_id(), " is no longer learning a transform"));
+    }
+    auto it = job->rounds.find(r.round());
+    v1::ReduceTransformShareResponse out;
+    if (it != job->rounds.end() && it->second.summed) {
+      out.set_ready(true);
+      out.set_loss(it->second.loss);
+      out.mutable_g_r1()->Assign(it->second.g_r1.begin(), it->second.g_r1.end());
+      return out;
+    }
+    if (absl::Now() >= deadline) return out;  // not ready: the worker asks again
+    changed_.WaitWithDeadline(&mu_, deadline);
+  }
+}
+
+void JobManager::RunTransformFold(std::string job_id) {
+  v1::JobRecord record;
+  ModelConfig config;
+  std::map<int, std::string> results;
+  {
+    absl::MutexLock lock(&mu_);
+    Job& job = jobs_.at(job_id);
+    record = job.record;
+    config = job.config;
+    results = job.transform_results;
+  }
+  const std::string cache = CacheDir(job_id);
+  const std::string out_dir = TransformedModelCacheDir(cache);
+  std::vector<std::string> uploaded;
+  auto fold = [&]() -> absl::Status {
+    absl::StatusOr<TransformOptions> options = TransformOptionsFromProto(record.job().spec().method());
+    if (!options.ok()) return options.status();
+    std::vector<StageTransform> stages;
+    std::vector<nlohmann::json> parts;
+    for (const auto& [stage, uri] : results) {
+      absl::StatusOr<std::string> bytes = storage_.Read(uri);
+      if (!bytes.ok()) return bytes.status();
+      absl::StatusOr<StageTransform> t = DecodeStageTransform(*bytes, config);
+      if (!t.ok()) return t.status();
+      parts.push_back(t->report);
+      stages.push_back(*std::move(t));
+    }
+    absl::StatusOr<ModelTransform> transform = AssembleModelTransform(config, stages);
+    if (!transform.ok()) return transform.status();
+    const std::string model_dir = ModelCacheDir(cache);
+    absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(model_dir);
+    if (!checkpoint.ok()) return checkpoint.status();
+    std::error_code ec;
+    fs::remove_all(out_dir, ec);
+    if (absl::Status s = WriteTransformedModel(model_dir, config, **checkpoint, *transform, out_dir); !s.ok()) return s;
+    const std::string model_uri = scratch::TransformedModelUri(record.scratch_uri());
+    for (const auto& entry : fs::directory_iterator(out_dir)) {
+      if (!entry.is_regular_file()) continue;
+      const std::string uri = storage::JoinUri(model_uri, entry.path().filename().string());
+      if (absl::Status s = storage_.WriteFile(uri, entry.path().string()); !s.ok()) return s;
+      uploaded.push_back(uri);
+    }
+    const std::string report_uri = scratch::TransformReportUri(record.scratch_uri());
+    if (absl::Status s = storage_.Write(report_uri, MergeTransformReports(*options, parts).dump() + "\n"); !s.ok()) {
+      return s;
+    }
+    uploaded.push_back(report_uri);
+    return absl::OkStatus();
+  };
+  const absl::Status status = fold();
+  absl::StatusOr<ModelConfig> transformed =
+      status.ok() ? ModelConfig::FromFile((fs::path(out_dir) / "config.json").string()) : absl::StatusOr<ModelConfig>(status);
+  absl::MutexLock lock(&mu_);
+  Job& job = jobs_.at(job_id);
+  job.busy = false;
+  for (const std::string& uri : uploaded) job.record.add_scratch_objects(uri);
+  if (Terminal(job.record.job().state())) {
+    v1::JobRecord copy = job.record;
+    SpawnThread([this, copy]() { RunCleanup(copy); });
+    return;
+  }
+  if (!transformed.ok()) {
+    FailJob(job, transformed.status());
+    return;
+  }
+  job.record.set_transformed_model_uri(scratch::TransformedModelUri(job.record.scratch_uri()));
+  job.record.set_transform_report_uri(scratch::TransformReportUri(job.record.scratch_uri()));
+  job.config = *transformed;
+  job.transform_results.clear();
+  job.transform_boundaries.clear();
+  job.rounds.clear();
+  job.record.mutable_job()->set_phase("calibrating");
+  for (int stage = 0; stage < job.record.job().stages_size(); ++stage) AssignStage(job, stage);
+  Changed(job);
 }
 
 void JobManager::RunAssembly(std::string job_id) {

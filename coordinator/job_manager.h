@@ -64,6 +64,11 @@ class JobManager {
   v1::ReportAck LayerDone(const v1::ReportLayerDoneRequest& request);
   v1::ReportAck BoundaryReady(const v1::ReportBoundaryReadyRequest& request);
   v1::ReportAck StageEnd(const v1::ReportStageEndRequest& request);
+  // Transform phase: records a stage's share of a learning round and answers with the sum
+  // over the job's stages once all are in (waiting up to ~2 s for the last; else ready=false).
+  // Aborted when the assignment is no longer current (the phase restarted or the job ended).
+  absl::StatusOr<v1::ReduceTransformShareResponse> ReduceTransformShare(
+      const v1::ReduceTransformShareRequest& request);
 
  private:
   struct Worker {
@@ -87,6 +92,17 @@ class JobManager {
     bool prepared = false;      // model cached, calibration tokens in scratch
     bool busy = false;          // a preparation or assembly thread owns the job
     std::map<int, Assignment> stage_assignment;  // stage -> current assignment
+    // Transform phase (jobs with a transform, until the transformed model exists). Not
+    // durable: a coordinator restart or a lost worker restarts the phase from its Hessians.
+    struct Round {
+      std::map<int, std::pair<double, std::vector<double>>> shares;  // stage -> (loss, R1 gradient)
+      bool summed = false;
+      double loss = 0;
+      std::vector<double> g_r1;
+    };
+    std::map<int, std::string> transform_results;     // stage -> its learned transform's object
+    std::map<int, std::string> transform_boundaries;  // layer -> unquantized activations after it
+    std::map<int, Round> rounds;                      // learning round -> shares, then their sum
   };
 
   // Helpers below run with mu_ held.
@@ -106,10 +122,16 @@ class JobManager {
   void PlanAndAssign(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AllLayersDone(const Job& job) const;
+  // The job still has to learn and fold its transform before quantizing.
+  static bool InTransformPhase(const Job& job);
+  // Every stage of the transform phase to a (new) worker, from the Hessian pass on.
+  void RestartTransform(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Job threads (no lock held while they do I/O).
   void RunPreparation(std::string job_id);
   void RunAssembly(std::string job_id);
+  // The stages' learned transforms folded into the model, uploaded for the quantize phase.
+  void RunTransformFold(std::string job_id);
   void RunCleanup(v1::JobRecord record);
   void SpawnThread(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(threads_mu_);
   void SchedulerLoop();

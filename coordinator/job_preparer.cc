@@ -15,6 +15,9 @@ namespace caliber::coordinator {
 namespace fs = std::filesystem;
 
 std::string ModelCacheDir(const std::string& cache_dir) { return (fs::path(cache_dir) / "model").string(); }
+std::string TransformedModelCacheDir(const std::string& cache_dir) {
+  return (fs::path(cache_dir) / "transformed-model").string();
+}
 
 std::string CalibTokensUri(const v1::JobRecord& record) {
   return scratch::CalibTokensUri(record.scratch_uri());

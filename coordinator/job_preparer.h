@@ -15,6 +15,9 @@ namespace caliber::coordinator {
 
 // Where a job's things live: the local model mirror and the calibration draw's object.
 std::string ModelCacheDir(const std::string& cache_dir);
+// Jobs with a transform: the transformed model, written by the coordinator after the
+// transform phase (and fetched back from the scratch prefix if a restart lost it).
+std::string TransformedModelCacheDir(const std::string& cache_dir);
 std::string CalibTokensUri(const v1::JobRecord& record);
 
 // Sets record.calib_tokens_uri on success. Errors carry the precise cause (model corrupt,

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "core/formats/checkpoint_format.h"
 #include "core/quant/quantizer.h"
+#include "core/transform/model_transform.h"
 #include "services/job_options.h"
 
 namespace caliber::coordinator {
@@ -44,15 +45,34 @@ absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
 
   v1::QuantMethod& m = *spec.mutable_method();
   if (m.name().empty()) m.set_name("gptq");
-  if (FindQuantizer(m.name()) == nullptr) {
+  absl::StatusOr<MethodPlan> plan = PlanMethod(m.name(), m.transform());
+  if (!plan.ok()) return Bad("method.transform", std::string(plan.status().message()));
+  if (FindQuantizer(plan->quantizer) == nullptr) {
     return Bad("method.name", absl::StrCat("unknown method '", m.name(), "' (available: ",
-                                           absl::StrJoin(QuantizerNames(), ", "), ")"));
+                                           absl::StrJoin(QuantizerNames(), ", "), ", heroq_gptq, heroq_gptq_lora)"));
   }
+  m.set_transform(std::string(TransformKindName(plan->transform)));
+  if (plan->transform == TransformKind::kNone) {
+    if (m.has_transform_options()) return Bad("method.transform_options", "set without a transform");
+  } else {
+    v1::TransformOptions& t = *m.mutable_transform_options();
+    if (!t.has_iterations()) t.set_iterations(100);
+    if (!t.has_lambda()) t.set_lambda(0.05);
+    if (!t.has_rotation_step()) t.set_rotation_step(0.05);
+    if (!t.has_diagonal_step()) t.set_diagonal_step(0.05);
+    if (!t.has_smooth_alpha()) t.set_smooth_alpha(0.5);
+    absl::StatusOr<TransformOptions> options = TransformOptionsFromProto(m);
+    if (!options.ok()) return Bad("method.transform_options", std::string(options.status().message()));
+    if (absl::Status s = ValidateTransformOptions(*options); !s.ok()) {
+      return Bad("method.transform_options", std::string(s.message()));
+    }
+  }
+  const std::string& quantizer = plan->quantizer;
   if (m.bits() == 0) m.set_bits(4);
   if (m.group_size() == 0) m.set_group_size(128);
   if (!m.has_damp()) m.set_damp(0.01);
-  if (m.name() == "gptq_lora" && m.lora_rank() == 0) m.set_lora_rank(32);
-  if (m.name() != "gptq_lora") {
+  if (quantizer == "gptq_lora" && m.lora_rank() == 0) m.set_lora_rank(32);
+  if (quantizer != "gptq_lora") {
     if (m.lora_rank() != 0) return Bad("method.lora_rank", "only gptq_lora has a low-rank part");
     if (m.refine_iters() != 0) return Bad("method.refine_iters", "only gptq_lora refines");
   }
@@ -115,6 +135,17 @@ absl::Status CheckSpecAgainstModel(const v1::QuantJobSpec& spec, const ModelConf
     return Bad("evaluation.seq_len", "exceeds the model's max_position_embeddings");
   }
   if (config.quantized()) return absl::InvalidArgumentError("spec.model_uri: the model is already quantized");
+  // The transform phase sums a hidden_size x hidden_size float64 gradient per round through
+  // gRPC messages of at most 64 MiB.
+  if (spec.method().transform() != "none" &&
+      static_cast<int64_t>(config.hidden_size) * config.hidden_size * 8 > (int64_t{60} << 20)) {
+    return Bad("method.transform", absl::StrCat("hidden_size ", config.hidden_size,
+                                                " is too large for the coordinator's transform reduction "
+                                                "(at most 2800: its R1 gradient travels in one gRPC message)"));
+  }
+  if (spec.method().transform() != "none" && config.num_attention_heads % config.num_key_value_heads != 0) {
+    return Bad("method.transform", "transforms need num_attention_heads divisible by num_key_value_heads");
+  }
   return absl::OkStatus();
 }
 

@@ -18,6 +18,22 @@ inline std::string LayerResultUri(const std::string& scratch, int layer, const s
 inline std::string ActivationsUri(const std::string& scratch, int after_layer) {
   return storage::JoinUri(scratch, absl::StrFormat("activations/after-%05d.safetensors", after_layer));
 }
+// Transform phase: unquantized activations after a stage's last layer, and the stage's learned
+// transform, one object per assignment (a restarted phase writes new ones).
+inline std::string TransformActivationsUri(const std::string& scratch, int after_layer,
+                                           const std::string& assignment_id) {
+  return storage::JoinUri(scratch, absl::StrFormat("transform/after-%05d-%s.safetensors", after_layer, assignment_id));
+}
+inline std::string StageTransformUri(const std::string& scratch, const std::string& assignment_id) {
+  return storage::JoinUri(scratch, absl::StrFormat("transform/stage-%s.safetensors", assignment_id));
+}
+// The transformed model the quantize phase reads, and report.json's "transform" section.
+inline std::string TransformedModelUri(const std::string& scratch) {
+  return storage::JoinUri(scratch, "transformed-model");
+}
+inline std::string TransformReportUri(const std::string& scratch) {
+  return storage::JoinUri(scratch, "transform/report.json");
+}
 inline std::string CalibTokensUri(const std::string& scratch) {
   return storage::JoinUri(scratch, "calib_tokens.i32");
 }

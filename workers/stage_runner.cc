@@ -14,52 +14,11 @@
 #include "services/job_options.h"
 #include "services/scratch_layout.h"
 #include "services/storage/model_fetch.h"
+#include "workers/stage_io.h"
 
 namespace caliber::workers {
 namespace fs = std::filesystem;
 namespace {
-
-bool Cancelled(const StageContext& ctx) { return ctx.cancelled != nullptr && ctx.cancelled->load(); }
-
-// The activations entering layer a.resume_from().
-absl::StatusOr<MatrixF> StageInput(const v1::StageAssignment& a, const StageContext& ctx,
-                                   const ModelConfig& config, const Checkpoint& checkpoint) {
-  const Eigen::Index rows = static_cast<Eigen::Index>(a.nsamples()) * a.seq_len();
-  if (a.resume_from() == 0) {
-    absl::StatusOr<std::string> bytes = ctx.storage->Read(scratch::CalibTokensUri(a.scratch_uri()));
-    if (!bytes.ok()) return bytes.status();
-    if (bytes->size() != static_cast<size_t>(rows) * sizeof(int32_t)) {
-      return absl::DataLossError("calibration tokens object has the wrong size");
-    }
-    CalibrationSet calib;
-    calib.nsamples = a.nsamples();
-    calib.seq_len = a.seq_len();
-    calib.tokens.resize(static_cast<size_t>(rows));
-    std::memcpy(calib.tokens.data(), bytes->data(), bytes->size());
-    return EmbedCalibrationTokens(config, checkpoint, calib);
-  }
-  const int after = a.resume_from() - 1;
-  std::string uri = a.input_uri();
-  while (true) {
-    if (uri.empty()) {
-      if (std::optional<MatrixF> pushed = ctx.inbox->Take(a.assignment_id(), after)) {
-        if (pushed->rows() != rows || pushed->cols() != config.hidden_size) {
-          return absl::DataLossError("pushed activations have the wrong shape");
-        }
-        if (ctx.metrics) ctx.metrics->ActivationBytes("received", static_cast<double>(pushed->size() * 4));
-        return *std::move(pushed);
-      }
-      uri = ctx.input_ready();
-    }
-    if (!uri.empty()) {
-      absl::StatusOr<std::string> bytes = ctx.storage->Read(uri);
-      if (!bytes.ok()) return bytes.status();
-      return DecodeActivations(*bytes, after, rows, config.hidden_size);
-    }
-    if (Cancelled(ctx)) return absl::CancelledError("assignment cancelled while waiting for its input");
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
 
 uint32_t Crc32(const std::string& s) {
   return static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size())));
@@ -113,33 +72,16 @@ absl::Status RunStage(const v1::StageAssignment& a, const StageContext& ctx) {
   bool boundary_stored = false;
   // Stores the activations after the stage's last layer and streams them downstream (best
   // effort: if the push fails, the next stage reads the stored copy).
+  const std::string boundary_uri = scratch::ActivationsUri(a.scratch_uri(), a.end_layer() - 1);
   auto hand_off = [&](const MatrixF& out) -> absl::StatusOr<std::string> {
-    const std::string uri = scratch::ActivationsUri(a.scratch_uri(), a.end_layer() - 1);
-    if (absl::Status s = ctx.storage->Write(uri, EncodeActivations(a.end_layer() - 1, out)); !s.ok()) return s;
+    if (absl::Status s = HandOffBoundary(a, ctx, out, boundary_uri); !s.ok()) return s;
     boundary_stored = true;
-    if (!a.downstream_address().empty() && ctx.channel_to) {
-      absl::StatusOr<int64_t> sent = PushActivations(ctx.channel_to(a.downstream_address()), a.job_id(),
-                                                     a.downstream_assignment_id(), a.end_layer() - 1, out,
-                                                     ctx.push_token);
-      if (sent.ok() && ctx.metrics) ctx.metrics->ActivationBytes("sent", static_cast<double>(*sent));
-      if (!sent.ok()) {
-        std::fprintf(stderr, "caliber-worker: push to %s failed (%s); the next stage reads the stored copy\n",
-                     a.downstream_address().c_str(), sent.status().ToString().c_str());
-      }
-    }
-    return uri;
+    return boundary_uri;
   };
   // The same, for a boundary no layer report carries: tell the coordinator it is stored.
   auto hand_off_and_report = [&](const MatrixF& out) -> absl::Status {
-    absl::StatusOr<std::string> uri = hand_off(out);
-    if (!uri.ok()) return uri.status();
-    v1::ReportBoundaryReadyRequest r;
-    r.set_worker_id(ctx.worker_id);
-    r.set_assignment_id(a.assignment_id());
-    r.set_job_id(a.job_id());
-    r.set_layer(a.end_layer() - 1);
-    r.set_activations_uri(*uri);
-    return ctx.report_boundary(r).status();
+    boundary_stored = true;
+    return HandOffAndReportBoundary(a, ctx, out, boundary_uri);
   };
 
   // Pipelined: the next stage needs only unquantized activations, so hand them over first.

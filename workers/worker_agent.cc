@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "services/grpc_status.h"
+#include "workers/transform_stage.h"
 
 namespace caliber::workers {
 WorkerAgent::WorkerAgent(WorkerOptions options, storage::Storage& storage, ActivationInbox& inbox,
@@ -49,11 +50,11 @@ absl::StatusOr<v1::RegisterWorkerResponse> WorkerAgent::Register() {
 }
 
 // Reports must reach the coordinator: retried while it is unreachable (e.g. restarting).
-template <typename Req, typename Fn>
-absl::StatusOr<v1::ReportAck> WorkerAgent::Report(const Req& request, Fn call) {
+template <typename Resp, typename Req, typename Fn>
+absl::StatusOr<Resp> WorkerAgent::Report(const Req& request, Fn call) {
   absl::Status last;
   for (int attempt = 0; attempt < 60; ++attempt) {
-    v1::ReportAck ack;
+    Resp ack;
     auto context = NewContext(10000);
     const grpc::Status s = call(context.get(), request, &ack);
     if (s.ok()) return ack;
@@ -95,10 +96,17 @@ void WorkerAgent::StartAssignment(const v1::StageAssignment& assignment) {
       return r->input_uri;
     };
     ctx.channel_to = [this](const std::string& address) { return ChannelTo(address); };
-    std::fprintf(stderr, "caliber-worker %s: job %s stage %d layers [%d, %d) from layer %d\n",
-                 options_.worker_id.c_str(), assignment.job_id().c_str(), assignment.stage_index(),
+    ctx.reduce = [this](const v1::ReduceTransformShareRequest& req) {
+      return Report<v1::ReduceTransformShareResponse>(
+          req, [this](grpc::ClientContext* c, const v1::ReduceTransformShareRequest& q,
+                      v1::ReduceTransformShareResponse* a) { return stub_->ReduceTransformShare(c, q, a); });
+    };
+    std::fprintf(stderr, "caliber-worker %s: job %s %s stage %d layers [%d, %d) from layer %d\n",
+                 options_.worker_id.c_str(), assignment.job_id().c_str(),
+                 assignment.phase() == v1::STAGE_PHASE_TRANSFORM ? "transform" : "quantize", assignment.stage_index(),
                  assignment.first_layer(), assignment.end_layer(), assignment.resume_from());
-    const absl::Status status = RunStage(assignment, ctx);
+    const absl::Status status = assignment.phase() == v1::STAGE_PHASE_TRANSFORM ? RunTransformStage(assignment, ctx)
+                                                                                : RunStage(assignment, ctx);
     if (!r->cancelled.load()) {
       if (!status.ok()) {
         std::fprintf(stderr, "caliber-worker %s: stage failed: %s\n", options_.worker_id.c_str(),

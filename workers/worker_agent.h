@@ -51,8 +51,8 @@ class WorkerAgent {
   void StartAssignment(const v1::StageAssignment& assignment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  template <typename Req, typename Fn>
-  absl::StatusOr<v1::ReportAck> Report(const Req& request, Fn call);
+  template <typename Resp = v1::ReportAck, typename Req, typename Fn>
+  absl::StatusOr<Resp> Report(const Req& request, Fn call);
   std::unique_ptr<grpc::ClientContext> NewContext(int timeout_ms) const;
   std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
 

@@ -4,7 +4,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "core/io/safetensors.h"
+#include "core/io/safetensors_image.h"
 #include "nlohmann/json.hpp"
 
 namespace caliber {
@@ -15,39 +15,17 @@ absl::Span<const uint8_t> BytesOf(const T* data, size_t n) {
   return {reinterpret_cast<const uint8_t*>(data), n * sizeof(T)};
 }
 
-// The safetensors image parsed, with the data section located.
-struct Image {
-  SafetensorsHeader header;
-  std::string_view data;
-};
-
-absl::StatusOr<Image> ParseImage(std::string_view bytes, std::string_view label) {
-  const absl::Span<const uint8_t> span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-  absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsImage(span, label);
-  if (!header.ok()) return header.status();
-  uint64_t header_len = 0;
-  std::memcpy(&header_len, bytes.data(), sizeof(header_len));  // validated by the parse above
-  return Image{*std::move(header), bytes.substr(8 + header_len)};
-}
-
-const TensorInfo* Find(const Image& image, std::string_view name) {
-  for (const TensorInfo& t : image.header.tensors) {
-    if (t.name == name) return &t;
-  }
-  return nullptr;
-}
+using Image = SafetensorsImage;
 
 // Copies tensor `name` into `out` (rows*cols elements of T) after checking dtype and shape.
 template <typename T>
 absl::Status ReadTensor(const Image& image, const std::string& name, DType dtype,
                         std::vector<int64_t> shape, T* out) {
-  const TensorInfo* t = Find(image, name);
-  if (t == nullptr) return absl::DataLossError(absl::StrCat("layer result lacks tensor ", name));
-  if (t->dtype != dtype || t->shape != shape) {
-    return absl::DataLossError(absl::StrCat("layer result tensor ", name, " has the wrong dtype or shape"));
-  }
-  if (t->nbytes() > 0) std::memcpy(out, image.data.data() + t->begin, t->nbytes());
-  return absl::OkStatus();
+  return ReadImageTensor(image, "layer result", name, dtype, shape, out);
+}
+
+absl::StatusOr<Image> ParseImage(std::string_view bytes, std::string_view label) {
+  return ParseSafetensorsBytes(bytes, label);
 }
 
 absl::StatusOr<LinearModule> ModuleByName(const std::string& name) {

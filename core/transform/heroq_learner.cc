@@ -78,9 +78,11 @@ void LocalTransformShare::Resolve(bool accept) {
   proposing_ = false;
 }
 
-MatrixD LearnTransforms(const MatrixD& r1_start, const std::vector<TransformShare*>& shares,
-                        const HeroqLearnOptions& options, HeroqLearnHistory* history) {
-  auto evaluate = [&](const MatrixD& r1) {
+absl::StatusOr<MatrixD> LearnTransforms(const MatrixD& r1_start, const std::vector<TransformShare*>& shares,
+                                        ShareReducer* reducer, const HeroqLearnOptions& options,
+                                        HeroqLearnHistory* history) {
+  int round = 0;
+  auto evaluate = [&](const MatrixD& r1) -> absl::StatusOr<ShareValue> {
     ShareValue total;
     total.g_r1 = MatrixD::Zero(r1.rows(), r1.cols());
     for (TransformShare* s : shares) {  // a fixed order: the same sum on every run
@@ -88,22 +90,26 @@ MatrixD LearnTransforms(const MatrixD& r1_start, const std::vector<TransformShar
       total.loss += v.loss;
       total.g_r1 += v.g_r1;
     }
-    return total;
+    if (reducer == nullptr) return total;
+    return reducer->Sum(round++, total);
   };
   MatrixD r1 = r1_start;
-  ShareValue now = evaluate(r1);
+  absl::StatusOr<ShareValue> first = evaluate(r1);
+  if (!first.ok()) return first.status();
+  ShareValue now = *std::move(first);
   HeroqLearnHistory h;
   h.loss.push_back(now.loss);
   double scale = 1.0;
   for (int it = 0; it < options.iterations && scale >= kMinStep; ++it) {
     const MatrixD r1_next = options.learn_r1 ? RotationStep(r1, now.g_r1, scale * options.rotation_step) : r1;
     for (TransformShare* s : shares) s->Propose(scale);
-    ShareValue next = evaluate(r1_next);
-    const bool accept = next.loss < now.loss;
+    absl::StatusOr<ShareValue> next = evaluate(r1_next);
+    if (!next.ok()) return next.status();
+    const bool accept = next->loss < now.loss;
     for (TransformShare* s : shares) s->Resolve(accept);
     if (accept) {
       r1 = r1_next;
-      now = std::move(next);
+      now = *std::move(next);
       h.loss.push_back(now.loss);
       ++h.accepted;
       scale = std::min(1.0, scale * 1.25);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "core/transform/heroq_objective.h"
 
 namespace caliber {
@@ -71,8 +72,22 @@ struct HeroqLearnHistory {
   int rejected = 0;
 };
 
-// Runs options.iterations steps from `r1` over `shares`; returns the learned R1.
-MatrixD LearnTransforms(const MatrixD& r1, const std::vector<TransformShare*>& shares,
-                        const HeroqLearnOptions& options, HeroqLearnHistory* history);
+// Sums one evaluation round's values over every process of a distributed job (an
+// all-reduce: each process passes its own sum and gets the job's total). The learner's
+// decisions depend only on the totals, so every process takes the same steps and ends with
+// the same R1; the sum's order is fixed (by stage), so the result is deterministic for a
+// given stage plan. Rounds are numbered 0, 1, 2, ... in the order the learner evaluates.
+class ShareReducer {
+ public:
+  virtual ~ShareReducer() = default;
+  virtual absl::StatusOr<ShareValue> Sum(int round, const ShareValue& mine) = 0;
+};
+
+// Runs options.iterations steps from `r1` over `shares` (this process's layers; with a
+// `reducer`, the other processes' shares are added by it, null: `shares` are all there is);
+// returns the learned R1. Fails only when the reducer does.
+absl::StatusOr<MatrixD> LearnTransforms(const MatrixD& r1, const std::vector<TransformShare*>& shares,
+                                        ShareReducer* reducer, const HeroqLearnOptions& options,
+                                        HeroqLearnHistory* history);
 
 }  // namespace caliber

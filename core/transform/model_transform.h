@@ -1,9 +1,5 @@
-// HeRo-Q and its single-ingredient baselines as one model-to-model step before quantization:
-//   none         the model as it is;
-//   quarot       randomized Hadamard R1 and R2, no diagonals, no learning (QuaRot-style);
-//   smoothquant  SmoothQuant-style diagonals only, no rotations, no learning;
-//   heroq        Hadamard R1/R2 and SmoothQuant diagonals as the start, then learned
-//                (heroq_learner.h) against the objective of heroq_objective.h.
+// HeRo-Q and its single-ingredient baselines (transform_options.h) as one model-to-model step
+// before quantization, in one process: stage_transform.h over every layer.
 // The result is folded into an ordinary checkpoint of the same architecture
 // (WriteTransformedModel), which the usual calibration and GPTQ pipeline then quantizes.
 #pragma once
@@ -15,15 +11,11 @@
 #include "core/calib/calibration_set.h"
 #include "core/io/safetensors.h"
 #include "core/model/config.h"
-#include "core/transform/heroq_learner.h"
+#include "core/transform/transform_options.h"
 #include "core/transform/transform_params.h"
 #include "nlohmann/json.hpp"
 
 namespace caliber {
-
-enum class TransformKind { kNone, kQuaRot, kSmoothQuant, kHeroq };
-absl::StatusOr<TransformKind> ParseTransformKind(std::string_view name);
-std::string_view TransformKindName(TransformKind kind);
 
 // --method names that carry a transform: "heroq_gptq" = heroq + gptq, "heroq_gptq_lora" =
 // heroq + gptq_lora. Any other method name runs with `transform_flag` (default "none").
@@ -32,13 +24,6 @@ struct MethodPlan {
   TransformKind transform = TransformKind::kNone;
 };
 absl::StatusOr<MethodPlan> PlanMethod(std::string_view method, std::string_view transform_flag);
-
-struct TransformOptions {
-  TransformKind kind = TransformKind::kNone;
-  uint64_t seed = 0;          // of the Hadamard signs / random rotations
-  double smooth_alpha = 0.5;  // SmoothQuant's migration strength
-  HeroqLearnOptions learn;    // objective.bits/group_size/sym: the quantization target
-};
 
 struct TransformOutcome {
   ModelTransform transform;

@@ -207,6 +207,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   if (options.enabled() && !options.server_name_override.empty()) {
     args.SetSslTargetNameOverride(options.server_name_override);
   }
+  // Replies as large as the servers accept requests (64 MiB): the transform phase's R1
+  // gradient sums are hidden_size² doubles.
+  args.SetMaxReceiveMessageSize(64 << 20);
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *creds, args);
   if (channel == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create a channel to ", target));

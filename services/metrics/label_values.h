@@ -21,6 +21,8 @@ inline constexpr std::array<std::string_view, 2> kStorageBackends = {"file", "s3
 inline constexpr std::array<std::string_view, 5> kStorageOps = {"get", "head", "put", "delete",
                                                                 "list"};
 inline constexpr std::array<std::string_view, 2> kDirections = {"sent", "received"};
+// The inputs of a decoder layer's linear groups (HeRo-Q's transformed Hessians).
+inline constexpr std::array<std::string_view, 4> kLinearInputs = {"qkv", "o", "gate_up", "down"};
 
 // Index of `value` in `set`, compared ASCII case-insensitively (so "QUEUED", the proto enum's
 // name, counts as "queued"); set.size() when absent (the "other" slot).

@@ -65,6 +65,49 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry) {
                     .Help("1 while registered with a live coordinator, else 0.")
                     .Register(registry)
                     .Add({});
+  transform_seconds_ = &prometheus::BuildCounter()
+                            .Name("caliber_transform_seconds_total")
+                            .Help("Seconds of transform phases: Hessian pass and learning.")
+                            .Register(registry);
+  transform_objective_ = &prometheus::BuildGauge()
+                              .Name("caliber_transform_objective")
+                              .Help("The latest transform stage's share of the HeRo-Q objective.")
+                              .Register(registry);
+  transform_rtn_error_ = &prometheus::BuildGauge()
+                              .Name("caliber_transform_rtn_relative_error")
+                              .Help("Round-to-nearest relative error without/with the transform, mean over the "
+                                    "latest transform stage's layers.")
+                              .Register(registry);
+  transform_top_share_ = &prometheus::BuildGauge()
+                              .Name("caliber_transform_hessian_top_share")
+                              .Help("Largest eigenvalue over trace of H (original) and H~ (transformed), max over "
+                                    "the latest transform stage's layers.")
+                              .Register(registry);
+  transform_condition_ = &prometheus::BuildGauge()
+                              .Name("caliber_transform_hessian_condition")
+                              .Help("Damped condition number of H and H~, max over the latest transform stage's "
+                                    "layers.")
+                              .Register(registry);
+}
+
+void WorkerMetrics::TransformLearned(const TransformSummary& s) {
+  transform_seconds_->Add({{"phase", "hessians"}}).Increment(s.hessian_seconds);
+  transform_seconds_->Add({{"phase", "learning"}}).Increment(s.learning_seconds);
+  transform_objective_->Add({{"point", "untransformed"}}).Set(s.loss_untransformed);
+  transform_objective_->Add({{"point", "start"}}).Set(s.loss_start);
+  transform_objective_->Add({{"point", "learned"}}).Set(s.loss_learned);
+  for (size_t m = 0; m < kLinearModules.size(); ++m) {
+    const std::string module(kLinearModules[m]);
+    transform_rtn_error_->Add({{"module", module}, {"transform", "without"}}).Set(s.rtn_without[m]);
+    transform_rtn_error_->Add({{"module", module}, {"transform", "with"}}).Set(s.rtn_with[m]);
+  }
+  for (size_t i = 0; i < kLinearInputs.size(); ++i) {
+    const std::string input(kLinearInputs[i]);
+    transform_top_share_->Add({{"input", input}, {"hessian", "original"}}).Set(s.top_share_h[i]);
+    transform_top_share_->Add({{"input", input}, {"hessian", "transformed"}}).Set(s.top_share_ht[i]);
+    transform_condition_->Add({{"input", input}, {"hessian", "original"}}).Set(s.condition_h[i]);
+    transform_condition_->Add({{"input", input}, {"hessian", "transformed"}}).Set(s.condition_ht[i]);
+  }
 }
 
 void WorkerMetrics::CalibrationTokens(double n) {

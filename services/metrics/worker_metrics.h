@@ -19,6 +19,18 @@ class Family;
 
 namespace caliber::metrics {
 
+// One transform stage's outcome (see TransformLearned).
+struct TransformSummary {
+  double hessian_seconds = 0, learning_seconds = 0;
+  double loss_untransformed = 0, loss_start = 0, loss_learned = 0;  // the stage's share
+  // Mean over the stage's layers, by module (kLinearModules order): round-to-nearest relative
+  // error without and with the transform.
+  std::array<double, 7> rtn_without{}, rtn_with{};
+  // Max over the stage's layers, by input (kLinearInputs order): λmax/trace and damped
+  // condition number of H and of H̃.
+  std::array<double, 4> top_share_h{}, top_share_ht{}, condition_h{}, condition_ht{};
+};
+
 class WorkerMetrics {
  public:
   // Registers the families on `registry` (which must outlive this object).
@@ -42,6 +54,12 @@ class WorkerMetrics {
   void ActivationBytes(std::string_view direction, double bytes);
   // caliber_worker_connected: 1 while registered with a live coordinator, else 0.
   void SetConnected(bool connected);
+  // Transform phase: caliber_transform_seconds_total{phase=hessians|learning},
+  // caliber_transform_objective{point=untransformed|start|learned},
+  // caliber_transform_rtn_relative_error{module,transform=without|with},
+  // caliber_transform_hessian_top_share{input,hessian=original|transformed} and
+  // caliber_transform_hessian_condition{input,hessian}: the latest stage's values.
+  void TransformLearned(const TransformSummary& s);
 
  private:
   prometheus::Counter* calibration_tokens_ = nullptr;
@@ -53,6 +71,11 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Counter>* activation_bytes_family_ = nullptr;
   std::array<prometheus::Counter*, kDirections.size()> activation_bytes_{};  // "other": lazily
   prometheus::Gauge* connected_ = nullptr;
+  prometheus::Family<prometheus::Counter>* transform_seconds_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* transform_objective_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* transform_rtn_error_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* transform_top_share_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* transform_condition_ = nullptr;
 };
 
 }  // namespace caliber::metrics

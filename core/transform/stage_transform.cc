@@ -1,0 +1,204 @@
+#include "core/transform/stage_transform.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "core/model/rope.h"
+#include "core/transform/heroq_learner.h"
+#include "core/transform/layer_problem.h"
+#include "core/transform/orthogonal.h"
+#include "core/transform/smooth_init.h"
+#include "core/transform/spectrum.h"
+#include "core/transform/transform_matrices.h"
+
+namespace caliber {
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+nlohmann::json SpectrumJson(const SpectrumSummary& s) {
+  return {{"lambda_max", s.lambda_max}, {"trace", s.trace}, {"damped_condition", s.damped_condition}};
+}
+
+// H̃ of each input for a layer transform (as the objective forms them).
+std::array<MatrixD, 4> TransformedHessians(const ModelConfig& c, const LayerProblem& p, const MatrixD& r1,
+                                           const LayerTransform& t) {
+  const LayerTransformMatrices m = BuildTransformMatrices(c, r1, t);
+  const VectorD inv_du = m.d_u.cwiseInverse();
+  return {m.m_attn * p.h[0] * m.m_attn.transpose(), m.m_o * p.h[1] * m.m_o.transpose(),
+          m.m_mlp * p.h[2] * m.m_mlp.transpose(), inv_du.asDiagonal() * p.h[3] * inv_du.asDiagonal()};
+}
+
+// Rotations and/or diagonals by kind. Every stage draws the same R1 (one seed) and each
+// layer its own R2 (seed + 1 + layer), so the start does not depend on the stage plan.
+void StartTransform(const ModelConfig& config, const std::vector<LayerProblem>& problems,
+                    const TransformOptions& options, MatrixD& r1, std::vector<LayerTransform>& layers) {
+  const bool rotate = options.kind == TransformKind::kQuaRot || options.kind == TransformKind::kHeroq;
+  const bool smooth = options.kind == TransformKind::kSmoothQuant || options.kind == TransformKind::kHeroq;
+  r1 = rotate ? RandomizedHadamardOrOrthogonal(config.hidden_size, options.seed)
+              : MatrixD::Identity(config.hidden_size, config.hidden_size);
+  layers.assign(problems.size(), IdentityLayerTransform(config));
+  for (size_t i = 0; i < problems.size(); ++i) {
+    const uint64_t layer = static_cast<uint64_t>(problems[i].layer);
+    if (rotate) layers[i].r2 = RandomizedHadamardOrOrthogonal(config.head_dim, options.seed + 1 + layer);
+    if (smooth) SmoothQuantInit(config, problems[i], r1, options.smooth_alpha, layers[i]);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LayerProblem>> BuildLayerProblems(const ModelConfig& config,
+                                                             const Checkpoint& checkpoint, int first, int end,
+                                                             const SequenceBatch& samples, int batch_seqs,
+                                                             MatrixF& hidden) {
+  if (config.num_attention_heads % config.num_key_value_heads != 0) {
+    return absl::InvalidArgumentError("transforms need num_attention_heads divisible by num_key_value_heads");
+  }
+  const RopeTable rope(config, samples.seq_len);
+  std::vector<LayerProblem> problems;
+  for (int l = first; l < end; ++l) {
+    absl::StatusOr<LayerProblem> p = BuildLayerProblem(config, rope, checkpoint, l, samples, batch_seqs, hidden);
+    if (!p.ok()) return p.status();
+    problems.push_back(*std::move(p));
+  }
+  return problems;
+}
+
+absl::StatusOr<StageTransform> LearnStageTransform(const ModelConfig& config,
+                                                   const std::vector<LayerProblem>& problems,
+                                                   const TransformOptions& options, ShareReducer* reducer,
+                                                   double hessian_seconds) {
+  if (problems.empty()) return absl::InvalidArgumentError("a transform stage needs at least one layer");
+  StageTransform out;
+  out.first_layer = problems.front().layer;
+  StartTransform(config, problems, options, out.r1, out.layers);
+  const MatrixD r1_start = out.r1;
+  const std::vector<LayerTransform> start = out.layers;
+
+  HeroqLearnHistory history;
+  std::vector<double> layer_seconds(problems.size(), 0.0);
+  const auto learn_start = std::chrono::steady_clock::now();
+  if (options.kind == TransformKind::kHeroq && options.learn.iterations > 0) {
+    std::vector<const LayerProblem*> ptrs;
+    for (const LayerProblem& p : problems) ptrs.push_back(&p);
+    LocalTransformShare share(config, ptrs, out.layers, options.learn);
+    absl::StatusOr<MatrixD> r1 = LearnTransforms(out.r1, {&share}, reducer, options.learn, &history);
+    if (!r1.ok()) return r1.status();
+    out.r1 = *std::move(r1);
+    out.layers = share.transforms();
+    layer_seconds = share.layer_seconds();
+  }
+  const double learn_seconds = Seconds(learn_start);
+
+  const MatrixD identity_r1 = MatrixD::Identity(config.hidden_size, config.hidden_size);
+  const LayerTransform identity = IdentityLayerTransform(config);
+  const HeroqObjectiveOptions& obj = options.learn.objective;
+  static constexpr const char* kGroups[4] = {"qkv", "o", "gate_up", "down"};
+  nlohmann::json layers = nlohmann::json::array();
+  double loss_identity = 0, loss_start = 0, loss_learned = 0;
+  for (size_t i = 0; i < problems.size(); ++i) {
+    const LayerProblem& p = problems[i];
+    const LayerObjectiveValue a = EvaluateLayerObjective(config, p, identity_r1, identity, obj, false);
+    const LayerObjectiveValue b = EvaluateLayerObjective(config, p, r1_start, start[i], obj, false);
+    const LayerObjectiveValue c = EvaluateLayerObjective(config, p, out.r1, out.layers[i], obj, false);
+    loss_identity += a.loss;
+    loss_start += b.loss;
+    loss_learned += c.loss;
+    nlohmann::json modules = nlohmann::json::object();
+    for (const LinearModule m : kAllLinearModules) {
+      const int k = static_cast<int>(m);
+      modules[std::string(LinearModuleName(m))] = {{"rtn_rel_error_untransformed", a.quant[k]},
+                                                   {"rtn_rel_error_start", b.quant[k]},
+                                                   {"rtn_rel_error_transformed", c.quant[k]}};
+    }
+    const std::array<MatrixD, 4> ht = TransformedHessians(config, p, out.r1, out.layers[i]);
+    nlohmann::json inputs = nlohmann::json::object();
+    for (int g = 0; g < 4; ++g) {
+      inputs[kGroups[g]] = {{"h", SpectrumJson(SummarizeSpectrum(p.h[g]))},
+                            {"h_transformed", SpectrumJson(SummarizeSpectrum(ht[g]))}};
+    }
+    layers.push_back(
+        {{"layer", p.layer}, {"learning_seconds", layer_seconds[i]}, {"modules", modules}, {"inputs", inputs}});
+  }
+  out.report = {{"first_layer", out.first_layer},
+                {"end_layer", out.first_layer + static_cast<int>(problems.size())},
+                {"accepted_steps", history.accepted},
+                {"rejected_steps", history.rejected},
+                {"loss", {{"untransformed", loss_identity}, {"start", loss_start}, {"learned", loss_learned}}},
+                {"loss_history", history.loss},
+                {"seconds", {{"hessians", hessian_seconds}, {"learning", learn_seconds}}},
+                {"layers", layers}};
+  return out;
+}
+
+absl::StatusOr<ModelTransform> AssembleModelTransform(const ModelConfig& config,
+                                                      const std::vector<StageTransform>& stages) {
+  ModelTransform t = IdentityModelTransform(config);
+  int next = 0;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const StageTransform& st = stages[s];
+    if (st.first_layer != next) {
+      return absl::DataLossError(absl::StrCat("transform stage ", s, " starts at layer ", st.first_layer,
+                                              ", expected ", next));
+    }
+    if (st.r1.rows() != config.hidden_size || st.r1.cols() != config.hidden_size) {
+      return absl::DataLossError(absl::StrCat("transform stage ", s, " has an R1 of the wrong size"));
+    }
+    // Every stage took the same steps from the same sums: their R1s agree exactly.
+    if (s > 0 && st.r1 != stages[0].r1) {
+      return absl::DataLossError(absl::StrCat("transform stage ", s, " learned a different R1 than stage 0"));
+    }
+    for (const LayerTransform& l : st.layers) {
+      if (next >= config.num_hidden_layers) return absl::DataLossError("transform stages cover too many layers");
+      t.layers[static_cast<size_t>(next++)] = l;
+    }
+  }
+  if (next != config.num_hidden_layers) {
+    return absl::DataLossError(absl::StrCat("transform stages cover ", next, " of ", config.num_hidden_layers,
+                                            " layers"));
+  }
+  if (!stages.empty()) t.r1 = stages[0].r1;
+  return t;
+}
+
+nlohmann::json MergeTransformReports(const TransformOptions& options, const std::vector<nlohmann::json>& parts) {
+  const HeroqObjectiveOptions& obj = options.learn.objective;
+  nlohmann::json layers = nlohmann::json::array();
+  nlohmann::json stages = nlohmann::json::array();
+  double loss[3] = {0, 0, 0};
+  double hessians = 0, learning = 0;
+  static constexpr const char* kLoss[3] = {"untransformed", "start", "learned"};
+  for (const nlohmann::json& p : parts) {
+    for (const nlohmann::json& l : p["layers"]) layers.push_back(l);
+    for (int i = 0; i < 3; ++i) loss[i] += p["loss"][kLoss[i]].get<double>();
+    const double h = p["seconds"]["hessians"].get<double>(), g = p["seconds"]["learning"].get<double>();
+    // Stages run concurrently: the job waits for the slowest.
+    hessians = std::max(hessians, h);
+    learning = std::max(learning, g);
+    stages.push_back({{"first_layer", p["first_layer"]}, {"end_layer", p["end_layer"]},
+                      {"hessian_seconds", h}, {"learning_seconds", g}});
+  }
+  const nlohmann::json first = parts.empty() ? nlohmann::json::object() : parts.front();
+  nlohmann::json history = first.value("loss_history", nlohmann::json::array());
+  if (history.empty()) history.push_back(loss[1]);  // no learning: the start is all there is
+  return {{"kind", std::string(TransformKindName(options.kind))},
+          {"seed", options.seed},
+          {"smooth_alpha", options.smooth_alpha},
+          {"objective", {{"bits", obj.bits}, {"group_size", obj.group_size}, {"sym", obj.sym}, {"lambda", obj.lambda}}},
+          {"iterations", options.kind == TransformKind::kHeroq ? options.learn.iterations : 0},
+          {"rotation_step", options.learn.rotation_step},
+          {"diagonal_step", options.learn.diagonal_step},
+          {"accepted_steps", first.value("accepted_steps", 0)},
+          {"rejected_steps", first.value("rejected_steps", 0)},
+          {"loss", {{"untransformed", loss[0]}, {"start", loss[1]}, {"learned", loss[2]}}},
+          {"loss_history", history},
+          {"seconds", {{"hessians", hessians}, {"learning", learning}, {"total", hessians + learning}}},
+          {"stages", stages},
+          {"layers", layers}};
+}
+
+}  // namespace caliber

@@ -1,0 +1,43 @@
+#include "core/transform/transform_options.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace caliber {
+
+absl::StatusOr<TransformKind> ParseTransformKind(std::string_view name) {
+  if (name == "none") return TransformKind::kNone;
+  if (name == "quarot") return TransformKind::kQuaRot;
+  if (name == "smoothquant") return TransformKind::kSmoothQuant;
+  if (name == "heroq") return TransformKind::kHeroq;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown transform '", std::string(name), "' (none, quarot, smoothquant, heroq)"));
+}
+
+std::string_view TransformKindName(TransformKind kind) {
+  switch (kind) {
+    case TransformKind::kNone: return "none";
+    case TransformKind::kQuaRot: return "quarot";
+    case TransformKind::kSmoothQuant: return "smoothquant";
+    case TransformKind::kHeroq: return "heroq";
+  }
+  return "none";
+}
+
+absl::Status ValidateTransformOptions(const TransformOptions& o) {
+  auto bad = [](const char* what, double v, const char* rule) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " must be ", rule, ", got ", v));
+  };
+  if (o.learn.iterations < 0) return bad("transform iterations", o.learn.iterations, ">= 0");
+  const std::pair<const char*, double> nonneg[] = {{"transform lambda", o.learn.objective.lambda},
+                                                   {"transform rotation_step", o.learn.rotation_step},
+                                                   {"transform diagonal_step", o.learn.diagonal_step}};
+  for (const auto& [what, v] : nonneg) {
+    if (!std::isfinite(v) || v < 0) return bad(what, v, "finite and >= 0");
+  }
+  if (!(o.smooth_alpha >= 0 && o.smooth_alpha <= 1)) return bad("smooth_alpha", o.smooth_alpha, "in [0, 1]");
+  return absl::OkStatus();
+}
+
+}  // namespace caliber

@@ -1,0 +1,33 @@
+// Which transform runs before quantization, and with what settings: the four kinds compared
+// in docs/methods/heroq.md and the options of each.
+//   none         the model as it is;
+//   quarot       randomized Hadamard R1 and R2, no diagonals, no learning (QuaRot-style);
+//   smoothquant  SmoothQuant-style diagonals only, no rotations, no learning;
+//   heroq        Hadamard R1/R2 and SmoothQuant diagonals as the start, then learned
+//                (heroq_learner.h) against the objective of heroq_objective.h.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "core/transform/heroq_learner.h"
+
+namespace caliber {
+
+enum class TransformKind { kNone, kQuaRot, kSmoothQuant, kHeroq };
+absl::StatusOr<TransformKind> ParseTransformKind(std::string_view name);
+std::string_view TransformKindName(TransformKind kind);
+
+struct TransformOptions {
+  TransformKind kind = TransformKind::kNone;
+  uint64_t seed = 0;          // of the Hadamard signs / random rotations
+  double smooth_alpha = 0.5;  // SmoothQuant's migration strength
+  HeroqLearnOptions learn;    // objective.bits/group_size/sym: the quantization target
+};
+
+// Range checks with messages naming the option (iterations >= 0, steps and λ finite and
+// >= 0, 0 <= smooth_alpha <= 1).
+absl::Status ValidateTransformOptions(const TransformOptions& options);
+
+}  // namespace caliber
