@@ -6,7 +6,8 @@
 // Prints per transform the transform's time (Hessian pass + learning) relative to the GPTQ
 // time of the same job, the objective before/after learning, the per-layer learning time
 // relative to the layer's GPTQ time, and the perplexity; the first row (none) is the baseline
-// the others are compared with.
+// the others are compared with. "heroq_hadamard" is heroq forced to learn from the Hadamard
+// start (the default picks the better of that and the SmoothQuant-only start).
 //
 //   build/bench/heroq_bench --model testdata/tinyllama-en-outliers --bits 3 --group-size 128
 #include <chrono>
@@ -93,8 +94,11 @@ int Main() {
   for (const std::string& name : std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_transforms), ','))) {
     // "fold" is the identity transform written out: only the RMSNorm folding.
     const bool fold_only = name == "fold";
+    // "heroq_hadamard": heroq learning from the Hadamard start, not the better start.
+    const bool hadamard_start = name == "heroq_hadamard";
     TransformOptions t;
-    t.kind = fold_only ? TransformKind::kNone : Take(ParseTransformKind(name));
+    t.kind = fold_only ? TransformKind::kNone : Take(ParseTransformKind(hadamard_start ? "heroq" : name));
+    if (hadamard_start) t.start = HeroqStart::kHadamard;
     t.seed = absl::GetFlag(FLAGS_seed);
     t.learn.iterations = absl::GetFlag(FLAGS_iterations);
     t.learn.rotation_step = absl::GetFlag(FLAGS_rotation_step);

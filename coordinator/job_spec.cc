@@ -61,6 +61,7 @@ absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
     if (!t.has_rotation_step()) t.set_rotation_step(0.05);
     if (!t.has_diagonal_step()) t.set_diagonal_step(0.05);
     if (!t.has_smooth_alpha()) t.set_smooth_alpha(0.5);
+    if (t.start().empty()) t.set_start("best");
     absl::StatusOr<TransformOptions> options = TransformOptionsFromProto(m);
     if (!options.ok()) return Bad("method.transform_options", std::string(options.status().message()));
     if (absl::Status s = ValidateTransformOptions(*options); !s.ok()) {

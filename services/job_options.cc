@@ -33,6 +33,11 @@ absl::StatusOr<TransformOptions> TransformOptionsFromProto(const v1::QuantMethod
   const v1::TransformOptions& t = m.transform_options();
   o.seed = t.seed();
   if (t.has_smooth_alpha()) o.smooth_alpha = t.smooth_alpha();
+  if (!t.start().empty()) {
+    absl::StatusOr<HeroqStart> start = ParseHeroqStart(t.start());
+    if (!start.ok()) return start.status();
+    o.start = *start;
+  }
   if (t.has_iterations()) o.learn.iterations = t.iterations();
   if (t.has_rotation_step()) o.learn.rotation_step = t.rotation_step();
   if (t.has_diagonal_step()) o.learn.diagonal_step = t.diagonal_step();

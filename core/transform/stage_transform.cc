@@ -33,12 +33,11 @@ std::array<MatrixD, 4> TransformedHessians(const ModelConfig& c, const LayerProb
           m.m_mlp * p.h[2] * m.m_mlp.transpose(), inv_du.asDiagonal() * p.h[3] * inv_du.asDiagonal()};
 }
 
-// Rotations and/or diagonals by kind. Every stage draws the same R1 (one seed) and each
-// layer its own R2 (seed + 1 + layer), so the start does not depend on the stage plan.
+// Rotations and/or diagonals. Every stage draws the same R1 (one seed) and each layer its own
+// R2 (seed + 1 + layer), so the start does not depend on the stage plan.
 void StartTransform(const ModelConfig& config, const std::vector<LayerProblem>& problems,
-                    const TransformOptions& options, MatrixD& r1, std::vector<LayerTransform>& layers) {
-  const bool rotate = options.kind == TransformKind::kQuaRot || options.kind == TransformKind::kHeroq;
-  const bool smooth = options.kind == TransformKind::kSmoothQuant || options.kind == TransformKind::kHeroq;
+                    const TransformOptions& options, bool rotate, bool smooth, MatrixD& r1,
+                    std::vector<LayerTransform>& layers) {
   r1 = rotate ? RandomizedHadamardOrOrthogonal(config.hidden_size, options.seed)
               : MatrixD::Identity(config.hidden_size, config.hidden_size);
   layers.assign(problems.size(), IdentityLayerTransform(config));
@@ -48,6 +47,28 @@ void StartTransform(const ModelConfig& config, const std::vector<LayerProblem>& 
     if (smooth) SmoothQuantInit(config, problems[i], r1, options.smooth_alpha, layers[i]);
   }
 }
+
+double RangeLoss(const ModelConfig& config, const std::vector<LayerProblem>& problems, const MatrixD& r1,
+                 const std::vector<LayerTransform>& layers, const HeroqObjectiveOptions& objective) {
+  double loss = 0;
+  for (size_t i = 0; i < problems.size(); ++i) {
+    loss += EvaluateLayerObjective(config, problems[i], r1, layers[i], objective, false).loss;
+  }
+  return loss;
+}
+
+// Rounds after the first `offset` ones: the learner numbers its rounds from 0.
+class OffsetReducer final : public ShareReducer {
+ public:
+  OffsetReducer(ShareReducer* base, int offset) : base_(base), offset_(offset) {}
+  absl::StatusOr<ShareValue> Sum(int round, const ShareValue& mine) override {
+    return base_->Sum(round + offset_, mine);
+  }
+
+ private:
+  ShareReducer* base_;
+  int offset_;
+};
 
 }  // namespace
 
@@ -75,7 +96,38 @@ absl::StatusOr<StageTransform> LearnStageTransform(const ModelConfig& config,
   if (problems.empty()) return absl::InvalidArgumentError("a transform stage needs at least one layer");
   StageTransform out;
   out.first_layer = problems.front().layer;
-  StartTransform(config, problems, options, out.r1, out.layers);
+  const bool rotate = options.kind == TransformKind::kQuaRot || options.kind == TransformKind::kHeroq;
+  const bool smooth = options.kind == TransformKind::kSmoothQuant || options.kind == TransformKind::kHeroq;
+  StartTransform(config, problems, options, rotate, smooth, out.r1, out.layers);
+  // heroq, best start: the Hadamard rotations spread outliers but can raise the round-to-
+  // nearest error where the diagonals already balanced the channels; the objective (over every
+  // layer: one reduction round per candidate) decides.
+  nlohmann::json starts = nlohmann::json::object();
+  int rounds_used = 0;
+  if (options.kind == TransformKind::kHeroq && options.start == HeroqStart::kBest) {
+    MatrixD r1_plain;
+    std::vector<LayerTransform> plain;
+    StartTransform(config, problems, options, false, true, r1_plain, plain);
+    double loss[2];
+    const std::pair<const MatrixD*, const std::vector<LayerTransform>*> candidates[2] = {{&out.r1, &out.layers},
+                                                                                         {&r1_plain, &plain}};
+    for (int c = 0; c < 2; ++c) {
+      ShareValue mine{RangeLoss(config, problems, *candidates[c].first, *candidates[c].second, options.learn.objective),
+                      MatrixD::Zero(config.hidden_size, config.hidden_size)};
+      if (reducer != nullptr) {
+        absl::StatusOr<ShareValue> total = reducer->Sum(rounds_used++, mine);
+        if (!total.ok()) return total.status();
+        mine = *std::move(total);
+      }
+      loss[c] = mine.loss;
+    }
+    starts = {{"hadamard_smoothquant", loss[0]}, {"smoothquant", loss[1]}};
+    if (loss[1] < loss[0]) {
+      out.r1 = std::move(r1_plain);
+      out.layers = std::move(plain);
+    }
+    starts["chosen"] = loss[1] < loss[0] ? "smoothquant" : "hadamard_smoothquant";
+  }
   const MatrixD r1_start = out.r1;
   const std::vector<LayerTransform> start = out.layers;
 
@@ -86,7 +138,9 @@ absl::StatusOr<StageTransform> LearnStageTransform(const ModelConfig& config,
     std::vector<const LayerProblem*> ptrs;
     for (const LayerProblem& p : problems) ptrs.push_back(&p);
     LocalTransformShare share(config, ptrs, out.layers, options.learn);
-    absl::StatusOr<MatrixD> r1 = LearnTransforms(out.r1, {&share}, reducer, options.learn, &history);
+    OffsetReducer offset(reducer, rounds_used);
+    absl::StatusOr<MatrixD> r1 =
+        LearnTransforms(out.r1, {&share}, reducer == nullptr ? nullptr : &offset, options.learn, &history);
     if (!r1.ok()) return r1.status();
     out.r1 = *std::move(r1);
     out.layers = share.transforms();
@@ -130,6 +184,7 @@ absl::StatusOr<StageTransform> LearnStageTransform(const ModelConfig& config,
                 {"rejected_steps", history.rejected},
                 {"loss", {{"untransformed", loss_identity}, {"start", loss_start}, {"learned", loss_learned}}},
                 {"loss_history", history.loss},
+                {"starts", starts},
                 {"seconds", {{"hessians", hessian_seconds}, {"learning", learn_seconds}}},
                 {"layers", layers}};
   return out;
@@ -192,6 +247,8 @@ nlohmann::json MergeTransformReports(const TransformOptions& options, const std:
           {"iterations", options.kind == TransformKind::kHeroq ? options.learn.iterations : 0},
           {"rotation_step", options.learn.rotation_step},
           {"diagonal_step", options.learn.diagonal_step},
+          {"start", std::string(HeroqStartName(options.start))},
+          {"start_candidates", first.value("starts", nlohmann::json::object())},
           {"accepted_steps", first.value("accepted_steps", 0)},
           {"rejected_steps", first.value("rejected_steps", 0)},
           {"loss", {{"untransformed", loss[0]}, {"start", loss[1]}, {"learned", loss[2]}}},

@@ -25,6 +25,14 @@ std::string_view TransformKindName(TransformKind kind) {
   return "none";
 }
 
+absl::StatusOr<HeroqStart> ParseHeroqStart(std::string_view name) {
+  if (name == "hadamard") return HeroqStart::kHadamard;
+  if (name == "best") return HeroqStart::kBest;
+  return absl::InvalidArgumentError(absl::StrCat("unknown heroq start '", std::string(name), "' (hadamard, best)"));
+}
+
+std::string_view HeroqStartName(HeroqStart start) { return start == HeroqStart::kBest ? "best" : "hadamard"; }
+
 absl::Status ValidateTransformOptions(const TransformOptions& o) {
   auto bad = [](const char* what, double v, const char* rule) {
     return absl::InvalidArgumentError(absl::StrCat(what, " must be ", rule, ", got ", v));

@@ -19,8 +19,15 @@ enum class TransformKind { kNone, kQuaRot, kSmoothQuant, kHeroq };
 absl::StatusOr<TransformKind> ParseTransformKind(std::string_view name);
 std::string_view TransformKindName(TransformKind kind);
 
+// Where heroq's learning starts: the Hadamard R1/R2 with SmoothQuant diagonals, or the better
+// (by the objective, summed over every layer) of that and the SmoothQuant diagonals alone.
+enum class HeroqStart { kHadamard, kBest };
+absl::StatusOr<HeroqStart> ParseHeroqStart(std::string_view name);
+std::string_view HeroqStartName(HeroqStart start);
+
 struct TransformOptions {
   TransformKind kind = TransformKind::kNone;
+  HeroqStart start = HeroqStart::kBest;
   uint64_t seed = 0;          // of the Hadamard signs / random rotations
   double smooth_alpha = 0.5;  // SmoothQuant's migration strength
   HeroqLearnOptions learn;    // objective.bits/group_size/sym: the quantization target

@@ -123,17 +123,20 @@ TEST(StageTransformTest, TwoStagesLearnWhatOneProcessLearns) {
   EXPECT_EQ(s0->r1, s1->r1);  // the same decisions from the same sums, bit for bit
   EXPECT_EQ(s0->report["loss_history"], s1->report["loss_history"]);
 
+  // Up to summation order (1e-16 per round, grown by the steps; the round-to-nearest term is
+  // piecewise, so a long run may part after a rounding flip — docs/methods/heroq.md).
   const ModelTransform staged = *AssembleModelTransform(f.config, {*s0, *s1});
-  EXPECT_LT(MaxAbsDiff(staged.r1, whole.transform.r1), 1e-9);
+  EXPECT_LT(MaxAbsDiff(staged.r1, whole.transform.r1), 1e-6);
   for (int l = 0; l < f.config.num_hidden_layers; ++l) {
     const LayerTransform &a = staged.layers[l], &b = whole.transform.layers[l];
-    EXPECT_LT(MaxAbsDiff(a.r2, b.r2), 1e-9) << l;
-    EXPECT_LT((a.log_attn - b.log_attn).cwiseAbs().maxCoeff(), 1e-9) << l;
-    EXPECT_LT((a.log_ud - b.log_ud).cwiseAbs().maxCoeff(), 1e-9) << l;
+    EXPECT_LT(MaxAbsDiff(a.r2, b.r2), 1e-6) << l;
+    EXPECT_LT((a.log_attn - b.log_attn).cwiseAbs().maxCoeff(), 1e-6) << l;
+    EXPECT_LT((a.log_ud - b.log_ud).cwiseAbs().maxCoeff(), 1e-6) << l;
   }
   const nlohmann::json merged = MergeTransformReports(o, {s0->report, s1->report});
-  EXPECT_NEAR(merged["loss"]["learned"].get<double>(), whole.report["loss"]["learned"].get<double>(), 1e-9);
-  EXPECT_NEAR(merged["loss"]["start"].get<double>(), whole.report["loss"]["start"].get<double>(), 1e-9);
+  EXPECT_NEAR(merged["loss"]["learned"].get<double>(), whole.report["loss"]["learned"].get<double>(), 1e-8);
+  EXPECT_NEAR(merged["loss"]["start"].get<double>(), whole.report["loss"]["start"].get<double>(), 1e-12);
+  EXPECT_EQ(merged["start_candidates"], whole.report["start_candidates"]);
   EXPECT_EQ(merged["layers"].size(), static_cast<size_t>(f.config.num_hidden_layers));
   EXPECT_EQ(merged["stages"].size(), 2u);
   EXPECT_EQ(merged["accepted_steps"], whole.report["accepted_steps"]);

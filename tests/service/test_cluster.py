@@ -392,6 +392,7 @@ class Heroq(ClusterTest):
         self.assertEqual(job.spec.method.transform, "heroq")
         self.assertEqual(job.spec.method.transform_options.iterations, self.ITERS)
         self.assertAlmostEqual(job.spec.method.transform_options.smooth_alpha, 0.5)
+        self.assertEqual(job.spec.method.transform_options.start, "best")
         final = self.follow(stub, job.job_id)
         self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
         _, ref = self.reference_report("ref")
@@ -453,6 +454,9 @@ class Heroq(ClusterTest):
         cases.append(s)
         s = self.heroq_spec(out)
         s.method.transform_options.iterations = -1
+        cases.append(s)
+        s = self.heroq_spec(out)
+        s.method.transform_options.start = "random"
         cases.append(s)
         s = spec(file_uri(cluster.MODEL), file_uri(cluster.CALIB), file_uri(out))
         s.method.transform_options.seed = 1  # options without a transform
