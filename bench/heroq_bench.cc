@@ -103,7 +103,7 @@ int Main() {
     t.learn.iterations = absl::GetFlag(FLAGS_iterations);
     t.learn.rotation_step = absl::GetFlag(FLAGS_rotation_step);
     t.learn.diagonal_step = absl::GetFlag(FLAGS_diagonal_step);
-    t.learn.objective = {q.spec.bits, q.spec.group_size, q.spec.sym, absl::GetFlag(FLAGS_lambda)};
+    t.learn.objective = {q.spec.bits, q.spec.group_size, q.spec.sym, absl::GetFlag(FLAGS_lambda), q.act_bits};
     const TransformOutcome outcome = Take(BuildModelTransform(config, *source, calib, t, q.batch_seqs));
     const bool transformed = t.kind != TransformKind::kNone;
     std::string model_dir = dir;

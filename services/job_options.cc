@@ -45,6 +45,7 @@ absl::StatusOr<TransformOptions> TransformOptionsFromProto(const v1::QuantMethod
   o.learn.objective.bits = m.bits() == 0 ? 4 : m.bits();
   o.learn.objective.group_size = m.group_size() == 0 ? 128 : m.group_size();
   o.learn.objective.sym = !m.asym();
+  o.learn.objective.act_bits = m.act_bits() == 0 ? 16 : m.act_bits();
   return o;
 }
 

@@ -136,6 +136,27 @@ LayerObjectiveValue EvaluateLayerObjective(const ModelConfig& config, const Laye
       {LinearModule::kDown, 3, {&r1t, nullptr}, {nullptr, &m.d_u}},
   };
 
+  // The activation term's smooth max of each group's channel energies and its gradient.
+  const bool act = options.act_bits < 16;
+  const double act_q = act ? std::ldexp(1.0, options.act_bits - 1) - 1 : 1;
+  std::array<double, 4> smax{};
+  std::array<VectorD, 4> smax_grad;  // ∂S/∂H̃_jj
+  if (act) {
+    constexpr double kP = 8;
+    for (int g = 0; g < 4; ++g) {
+      const VectorD h = ht[g].diagonal().cwiseMax(0.0);
+      const double top = h.maxCoeff();
+      if (top <= 0) {
+        smax_grad[g] = VectorD::Zero(h.size());
+        continue;
+      }
+      const VectorD r = h / top;  // scaled for range: S = top · ‖r‖_p
+      const double norm = std::pow(r.array().pow(kP).sum(), 1.0 / kP);
+      smax[g] = top * norm;
+      smax_grad[g] = (r / norm).array().pow(kP - 1);
+    }
+  }
+
   LayerObjectiveValue out;
   std::array<MatrixD, 4> g_ht;  // ∂loss/∂H̃ per group
   std::array<MatrixD, 7> g_left, g_right;  // ∂loss/∂L, ∂loss/∂T per module (dense or diag)
@@ -151,10 +172,18 @@ LayerObjectiveValue EvaluateLayerObjective(const ModelConfig& config, const Laye
     const double inv_energy = p.energy[mi] > 0 ? 1.0 / p.energy[mi] : 0.0;
     out.quant[mi] = r.e.cwiseProduct(EH).sum() * inv_energy;
     out.loss += out.quant[mi];
+    const double act_coef = act ? inv_energy / (12.0 * act_q * act_q) : 0.0;
+    const double wt_norm2 = act ? Wt.squaredNorm() : 0.0;
+    out.act[mi] = act_coef * smax[s.group] * wt_norm2;
+    out.loss += out.act[mi];
     if (!gradients) continue;
     // ∂/∂E = 2 E H̃ / energy; E = s(W̃)·c − W̃.
     const MatrixD g_e = (2.0 * inv_energy) * EH;
     MatrixD g_w = -g_e;
+    if (act) {
+      g_w += (2.0 * act_coef * smax[s.group]) * Wt;
+      g_ht[s.group].diagonal() += (act_coef * wt_norm2) * smax_grad[s.group];
+    }
     for (const ScaleSource& src : r.sources) {
       double coef = 0;
       for (int j = src.group_begin; j < src.group_end; ++j) coef += g_e(src.row, j) * r.c(src.row, j);

@@ -78,10 +78,10 @@ MatrixD RandomSkew(int n, std::mt19937_64& rng) {
 
 double Dot(const MatrixD& a, const MatrixD& b) { return a.cwiseProduct(b).sum(); }
 
-class HeroqGradientTest : public ::testing::TestWithParam<std::tuple<int, int, bool>> {};
+class HeroqGradientTest : public ::testing::TestWithParam<std::tuple<int, int, bool, int>> {};
 
 TEST_P(HeroqGradientTest, MatchesFiniteDifferences) {
-  const auto [bits, group, sym] = GetParam();
+  const auto [bits, group, sym, act_bits] = GetParam();
   const ModelConfig c = SmallConfig();
   const LayerProblem p = RandomProblem(c, 11);
   const MatrixD r1 = RandomizedHadamardOrOrthogonal(c.hidden_size, 3);
@@ -91,7 +91,11 @@ TEST_P(HeroqGradientTest, MatchesFiniteDifferences) {
   o.group_size = group;
   o.sym = sym;
   o.lambda = 0.5;
+  o.act_bits = act_bits;
   const LayerObjectiveValue v = EvaluateLayerObjective(c, p, r1, t, o, true);
+  if (act_bits < 16) {
+    EXPECT_GT(v.act[0], 0);
+  }
   ASSERT_GT(v.loss, 0);
   auto loss = [&](const MatrixD& r1x, const LayerTransform& tx) {
     return EvaluateLayerObjective(c, p, r1x, tx, o, false).loss;
@@ -129,8 +133,9 @@ TEST_P(HeroqGradientTest, MatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Grids, HeroqGradientTest,
-                         ::testing::Values(std::make_tuple(4, 8, true), std::make_tuple(3, -1, true),
-                                           std::make_tuple(4, 8, false), std::make_tuple(2, 4, true)));
+                         ::testing::Values(std::make_tuple(4, 8, true, 16), std::make_tuple(3, -1, true, 16),
+                                           std::make_tuple(4, 8, false, 16), std::make_tuple(2, 4, true, 16),
+                                           std::make_tuple(4, 8, true, 8), std::make_tuple(3, -1, false, 4)));
 
 TEST(HeroqObjectiveTest, ValueMatchesItsDefinition) {
   const ModelConfig c = SmallConfig();
@@ -174,6 +179,31 @@ TEST(HeroqObjectiveTest, ValueMatchesItsDefinition) {
   for (double q : v.quant) expected_loss += q;
   for (double s : v.spectral) expected_loss += o.lambda * s;
   EXPECT_NEAR(v.loss, expected_loss, 1e-12);
+}
+
+TEST(HeroqObjectiveTest, ActivationTermMatchesItsDefinition) {
+  const ModelConfig c = SmallConfig();
+  const LayerProblem p = RandomProblem(c, 23);
+  const MatrixD r1 = RandomizedHadamardOrOrthogonal(c.hidden_size, 7);
+  const LayerTransform t = RandomTransform(c, 8);
+  HeroqObjectiveOptions o;
+  o.group_size = 8;
+  const LayerObjectiveValue plain = EvaluateLayerObjective(c, p, r1, t, o, false);
+  o.act_bits = 8;
+  const LayerObjectiveValue v = EvaluateLayerObjective(c, p, r1, t, o, false);
+  // For q_proj: S_8 of diag(M H Mᵀ) times ‖W T‖², over 12·127²·tr(W H Wᵀ).
+  const LayerTransformMatrices m = BuildTransformMatrices(c, r1, t);
+  const MatrixD ht = m.m_attn * p.h[0] * m.m_attn.transpose();
+  double sum8 = 0;
+  for (int j = 0; j < ht.rows(); ++j) sum8 += std::pow(ht(j, j), 8);
+  const double smax = std::pow(sum8, 1.0 / 8);
+  EXPECT_GE(smax, ht.diagonal().maxCoeff());
+  const double expect = smax * (p.w[0] * m.t_attn).squaredNorm() / (12.0 * 127 * 127 * Dot(p.w[0], p.w[0] * p.h[0]));
+  EXPECT_NEAR(v.act[0], expect, 1e-9 * expect);
+  double added = 0;
+  for (double a : v.act) added += a;
+  EXPECT_NEAR(v.loss, plain.loss + added, 1e-12);
+  EXPECT_EQ(plain.act[0], 0.0);
 }
 
 TEST(HeroqObjectiveTest, RotationsLeaveTheSpectrumAlone) {
