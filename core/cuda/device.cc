@@ -6,12 +6,23 @@
 
 namespace caliber::cuda {
 
-absl::Status CudaStatus(int error, const char* what) {
+absl::Status CudaStatus(int error, absl::string_view what) {
   if (error == cudaSuccess) return absl::OkStatus();
   const auto e = static_cast<cudaError_t>(error);
   const std::string msg = absl::StrCat(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
-  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) return absl::FailedPreconditionError(msg);
-  return absl::InternalError(msg);
+  switch (e) {
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorInvalidDevice:
+    case cudaErrorInitializationError:
+      return absl::FailedPreconditionError(msg);
+    case cudaErrorDevicesUnavailable:
+      return absl::UnavailableError(msg);
+    case cudaErrorMemoryAllocation:
+      return absl::ResourceExhaustedError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
 }
 
 int DeviceCount() {
@@ -21,6 +32,22 @@ int DeviceCount() {
     return 0;
   }
   return count;
+}
+
+absl::Status RequireDevice() {
+  int count = 0;
+  if (const cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
+    cudaGetLastError();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no usable CUDA device: cudaGetDeviceCount: ", cudaGetErrorName(e), " (",
+        cudaGetErrorString(e), ")"));
+  }
+  if (count == 0) return absl::FailedPreconditionError("no usable CUDA device: none found");
+  return absl::OkStatus();
+}
+
+absl::Status LaunchStatus(absl::string_view kernel) {
+  return CudaStatus(cudaGetLastError(), absl::StrCat(kernel, " launch"));
 }
 
 absl::StatusOr<DeviceInfo> GetDeviceInfo(int index) {

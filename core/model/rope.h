@@ -18,6 +18,9 @@ class RopeTable {
  public:
   RopeTable(const ModelConfig& config, int max_positions);
   int max_positions() const { return static_cast<int>(cos_.rows()); }
+  // The tables themselves, [max_positions x head_dim/2] (the CUDA backend uploads them).
+  const MatrixF& cos() const { return cos_; }
+  const MatrixF& sin() const { return sin_; }
   // Rotates every head of x in place; x is [num_seqs * seq_len x num_heads * head_dim] and
   // token t of each sequence sits at position t.
   void Apply(MatrixF& x, int num_seqs, int seq_len, int num_heads, int head_dim) const;
