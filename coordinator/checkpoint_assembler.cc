@@ -16,6 +16,7 @@
 #include "core/formats/layer_result_codec.h"
 #include "core/formats/quant_report.h"
 #include "core/io/inputs.h"
+#include "services/job_options.h"
 #include "services/storage/model_fetch.h"
 #include "nlohmann/json.hpp"
 
@@ -94,7 +95,11 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
   if (!source.ok()) return source.status();
 
   const v1::CalibrationData& c = spec.calibration();
-  const nlohmann::json meta = QuantizationMeta(options, {c.nsamples(), c.seq_len(), c.seed(), c.sampling()});
+  // The same metadata `caliber quantize` writes: the method as named, the transform's options.
+  absl::StatusOr<TransformOptions> transform = TransformOptionsFromProto(spec.method());
+  if (!transform.ok()) return transform.status();
+  const nlohmann::json meta =
+      QuantizationMeta(options, {c.nsamples(), c.seq_len(), c.seed(), c.sampling()}, spec.method().name(), *transform);
   const std::string local_out = (fs::path(cache_dir) / "out").string();
   std::error_code ec;
   fs::remove_all(local_out, ec);  // what a previous attempt left
@@ -133,10 +138,6 @@ absl::StatusOr<v1::QualityReport> AssembleCheckpoint(storage::Storage& storage,
   job["job_id"] = record.job().job_id();
   job["workers"] = record.stage_count();
   job["propagation_mode"] = v1::Propagation_Name(spec.propagation());
-  if (transformed) {
-    job["method_name"] = spec.method().name();
-    job["transform"] = spec.method().transform();
-  }
   nlohmann::json report = BuildQuantReport(result, job);
   if (transformed) {
     absl::StatusOr<std::string> part = storage.Read(record.transform_report_uri());

@@ -24,4 +24,34 @@ nlohmann::json QuantizationMeta(const CalibrationOptions& o, const CalibrationDr
             {"sampling", draw.sampling}}}};
 }
 
+namespace {
+
+// Only the options the kind reads: rotations are seeded, diagonals start at smooth_alpha, and
+// heroq learns.
+nlohmann::json TransformMeta(const TransformOptions& t) {
+  nlohmann::json j = {{"kind", std::string(TransformKindName(t.kind))}};
+  const bool rotates = t.kind == TransformKind::kQuaRot || t.kind == TransformKind::kHeroq;
+  const bool smooths = t.kind == TransformKind::kSmoothQuant || t.kind == TransformKind::kHeroq;
+  if (rotates) j["seed"] = t.seed;
+  if (smooths) j["smooth_alpha"] = t.smooth_alpha;
+  if (t.kind == TransformKind::kHeroq) {
+    j["start"] = std::string(HeroqStartName(t.start));
+    j["iterations"] = t.learn.iterations;
+    j["lambda"] = t.learn.objective.lambda;
+    j["rotation_step"] = t.learn.rotation_step;
+    j["diagonal_step"] = t.learn.diagonal_step;
+  }
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json QuantizationMeta(const CalibrationOptions& options, const CalibrationDraw& draw,
+                                std::string_view method, const TransformOptions& transform) {
+  nlohmann::json meta = QuantizationMeta(options, draw);
+  meta["method"] = std::string(method);
+  if (transform.kind != TransformKind::kNone) meta["transform"] = TransformMeta(transform);
+  return meta;
+}
+
 }  // namespace caliber

@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "core/calib/layer_quantizer.h"
+#include "core/transform/transform_options.h"
 #include "nlohmann/json.hpp"
 
 namespace caliber {
@@ -20,5 +22,12 @@ struct CalibrationDraw {
 };
 
 nlohmann::json QuantizationMeta(const CalibrationOptions& options, const CalibrationDraw& draw);
+
+// A job that may transform the model before quantizing it (transform_options.h): `method` as the
+// user named it (heroq_gptq, while options.method is the quantizer, gptq) and "transform" with
+// the kind and the options it uses. With no transform and method == options.method this is
+// exactly the two-argument form, so such jobs keep their bytes.
+nlohmann::json QuantizationMeta(const CalibrationOptions& options, const CalibrationDraw& draw,
+                                std::string_view method, const TransformOptions& transform);
 
 }  // namespace caliber

@@ -1,7 +1,9 @@
 // `caliber quantize` as a user runs it: the real binary on the tinyllama-en fixture. A
 // gptq_lora W4 g128 run writes a GPTQ checkpoint with a PEFT adapter and a report.json whose
 // perplexities `caliber eval` reproduces; bad requests exit 1 with a precise message and leave
-// nothing behind (no output directory, no staging directory).
+// nothing behind (no output directory, no staging directory). With a transform (--transform,
+// --method heroq_gptq) report.json carries the transform's report, the temporary transformed
+// model next to --out is gone after every run, and `caliber eval` reproduces the perplexity.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -267,6 +269,174 @@ TEST(QuantizeCli, ActBitsEightWritesCompressedTensorsThatEvalReproduces) {
   EXPECT_THAT(text.str(), HasSubstr("input_activations int8 token dynamic=True"));
 }
 
+// Perplexity that `caliber eval` gives the checkpoint at `dir` (its act_bits from config.json).
+double EvalPpl(const std::string& dir, int seq_len, int windows, const fs::path& err) {
+  const CommandResult r =
+      Exec("eval --model " + dir + " --tokens " + kHeldout + " --seq-len " +
+               std::to_string(seq_len) + " --max-windows " + std::to_string(windows) + " --json",
+           err);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_object() ? j["ppl"].get<double>() : -1.0;
+}
+
+// HeRo-Q + GPTQ: a few learning steps, then GPTQ on the transformed model. report.json has the
+// transform's per-layer report; the temporary transformed model is gone; the checkpoint (untied
+// embeddings) gives `caliber eval` report.json's perplexity.
+TEST(QuantizeCli, HeroqGptqReportsTheTransformAndEvalReproduces) {
+  ScratchDir scratch("heroq");
+  const fs::path err =
+      fs::path(::testing::TempDir()) / ("quantize_cli_err_heroq_" + std::to_string(::getpid()));
+  const std::string out = scratch / "heroq";
+  const CommandResult q =
+      Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " + out +
+               " --method heroq_gptq --heroq-iterations 5 --nsamples 16 --seq-len 128" +
+               " --eval-tokens " + kHeldout + " --eval-windows 16",
+           err);
+  ASSERT_EQ(q.exit_code, 0) << q.out << q.err;
+  EXPECT_THAT(q.out, HasSubstr("transform heroq: loss "));
+  EXPECT_THAT(scratch.Leftovers(), ::testing::ElementsAre("heroq"))
+      << "the transformed model must go";
+
+  const nlohmann::json config = ReadJson(out + "/config.json");
+  EXPECT_EQ(config["tie_word_embeddings"], false);
+  const nlohmann::json& meta = config["quantization_config"]["meta"]["caliber"];
+  EXPECT_EQ(meta["method"], "heroq_gptq");
+  EXPECT_EQ(meta["transform"]["kind"], "heroq");
+  EXPECT_EQ(meta["transform"]["iterations"], 5);
+  EXPECT_EQ(meta["transform"]["start"], "best");
+  EXPECT_EQ(meta["lora_rank"], 0);
+
+  const nlohmann::json report = ReadJson(out + "/report.json");
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["job"]["method"], "heroq_gptq");
+  EXPECT_EQ(report["job"]["transform"], meta["transform"]);
+  for (const auto& m : report["modules"]) EXPECT_EQ(m["method"], "gptq");
+  const nlohmann::json& t = report["transform"];
+  ASSERT_TRUE(t.is_object()) << report.dump();
+  EXPECT_EQ(t["kind"], "heroq");
+  EXPECT_EQ(t["iterations"], 5);
+  EXPECT_EQ(t["objective"]["bits"], 4);
+  EXPECT_EQ(t["objective"]["group_size"], 128);
+  EXPECT_EQ(t["objective"]["sym"], true);
+  EXPECT_EQ(t["objective"]["act_bits"], 16);
+  const double start = t["loss"]["start"].get<double>(),
+               learned = t["loss"]["learned"].get<double>();
+  std::printf("heroq loss: untransformed %.6f, start %.6f, learned %.6f\n",
+              t["loss"]["untransformed"].get<double>(), start, learned);
+  EXPECT_LE(learned, start);
+  EXPECT_GT(t["seconds"]["learning"].get<double>(), 0.0);
+  ASSERT_EQ(t["layers"].size(), 4u);
+  for (const auto& layer : t["layers"]) {
+    ASSERT_EQ(layer["modules"].size(), 7u) << layer.dump();
+    for (const auto& [name, m] : layer["modules"].items()) {
+      for (const char* k :
+           {"rtn_rel_error_untransformed", "rtn_rel_error_start", "rtn_rel_error_transformed"}) {
+        EXPECT_TRUE(m.contains(k) && m[k].is_number()) << name << " " << k;
+      }
+    }
+    ASSERT_EQ(layer["inputs"].size(), 4u) << layer.dump();
+    for (const auto& [name, in] : layer["inputs"].items()) {
+      EXPECT_GT(in["h"]["lambda_max"].get<double>(), 0.0) << name;
+      EXPECT_GT(in["h_transformed"]["lambda_max"].get<double>(), 0.0) << name;
+    }
+  }
+
+  // The baseline is the original model; the checkpoint reproduces the quantized number.
+  const double fp_ppl = report["eval"]["fp"]["ppl"].get<double>();
+  const double quant_ppl = report["eval"]["quantized"]["ppl"].get<double>();
+  std::printf("report.json: fp ppl %.6f, heroq_gptq ppl %.6f\n", fp_ppl, quant_ppl);
+  EXPECT_NEAR(EvalPpl(kModel, 128, 16, err), fp_ppl, 1e-6);
+  EXPECT_NEAR(EvalPpl(out, 128, 16, err), quant_ppl, 1e-6);
+  EXPECT_GT(quant_ppl, fp_ppl * 0.9);
+  EXPECT_LT(quant_ppl, fp_ppl * 1.25);
+}
+
+// The baselines (--transform with any method) and HeRo-Q in front of GPTQ-intrinsic LoRA.
+TEST(QuantizeCli, TransformsInFrontOfAnyMethod) {
+  ScratchDir scratch("transforms");
+  const fs::path err =
+      fs::path(::testing::TempDir()) / ("quantize_cli_err_tr_" + std::to_string(::getpid()));
+  struct Case {
+    std::string name, args, kind, method, quantizer;
+  };
+  const std::vector<Case> cases = {
+      {"quarot", "--transform quarot --method gptq", "quarot", "gptq", "gptq"},
+      {"smoothquant", "--transform smoothquant", "smoothquant", "gptq", "gptq"},
+      {"heroq_lora", "--method heroq_gptq_lora --lora-rank 8 --heroq-iterations 2", "heroq",
+       "heroq_gptq_lora", "gptq_lora"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    const std::string out = scratch / c.name;
+    const CommandResult q =
+        Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " + out + kFast + " " +
+                 c.args + " --eval-tokens " + kHeldout + " --eval-windows 16 --json",
+             err);
+    ASSERT_EQ(q.exit_code, 0) << c.name << ": " << q.out << q.err;
+    EXPECT_THAT(scratch.Leftovers(), ::testing::Contains(c.name));
+    EXPECT_EQ(scratch.Leftovers().size(), i + 1) << c.name << " left files behind";
+    const nlohmann::json report = ReadJson(out + "/report.json");
+    EXPECT_EQ(report["job"]["method"], c.method) << c.name;
+    EXPECT_EQ(report["job"]["transform"]["kind"], c.kind) << c.name;
+    EXPECT_EQ(report["transform"]["kind"], c.kind) << c.name;
+    for (const auto& m : report["modules"]) EXPECT_EQ(m["method"], c.quantizer) << c.name;
+    if (c.kind != "heroq") {  // no learning: the start is the result (up to summation order)
+      const double start = report["transform"]["loss"]["start"].get<double>();
+      EXPECT_EQ(report["transform"]["accepted_steps"], 0) << c.name;
+      EXPECT_NEAR(report["transform"]["loss"]["learned"].get<double>(), start, 1e-9 * start)
+          << c.name;
+    }
+    const double fp_ppl = report["eval"]["fp"]["ppl"].get<double>();
+    const double quant_ppl = report["eval"]["quantized"]["ppl"].get<double>();
+    std::printf("%s: fp ppl %.6f, quantized ppl %.6f\n", c.name.c_str(), fp_ppl, quant_ppl);
+    EXPECT_LT(quant_ppl, fp_ppl * 1.25) << c.name;
+    if (c.quantizer == "gptq_lora") {
+      const nlohmann::json adapter = ReadJson(out + "/adapter/adapter_config.json");
+      EXPECT_EQ(adapter["r"], 8);
+      EXPECT_EQ(adapter["base_model_name_or_path"], "tinyllama-en") << "not the temporary copy";
+      EXPECT_EQ(report["job"]["lora_rank"], 8);
+    } else {
+      EXPECT_NEAR(EvalPpl(out, 64, 16, err), quant_ppl, 1e-6) << c.name;
+    }
+  }
+}
+
+// W4A8 with HeRo-Q: the transformed model is calibrated with INT8 activations and written as
+// compressed-tensors, which `caliber eval` runs at 8 activation bits by itself.
+TEST(QuantizeCli, HeroqActBitsEightWritesCompressedTensors) {
+  ScratchDir scratch("heroq_w4a8");
+  const fs::path err =
+      fs::path(::testing::TempDir()) / ("quantize_cli_err_ha8_" + std::to_string(::getpid()));
+  const std::string out = scratch / "w4a8";
+  const CommandResult q =
+      Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " + out +
+               " --method heroq_gptq --heroq-iterations 3 --act-bits 8" + kFast +
+               " --eval-tokens " + kHeldout + " --eval-windows 16 --json",
+           err);
+  ASSERT_EQ(q.exit_code, 0) << q.out << q.err;
+  EXPECT_THAT(scratch.Leftovers(), ::testing::ElementsAre("w4a8"));
+  const nlohmann::json qc = ReadJson(out + "/config.json")["quantization_config"];
+  EXPECT_EQ(qc["quant_method"], "compressed-tensors");
+  EXPECT_EQ(qc["format"], "pack-quantized");
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["num_bits"], 4);
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["num_bits"], 8);
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["dynamic"], true);
+  EXPECT_EQ(qc["meta"]["caliber"]["act_bits"], 8);
+  EXPECT_EQ(qc["meta"]["caliber"]["method"], "heroq_gptq");
+  EXPECT_EQ(qc["meta"]["caliber"]["transform"]["kind"], "heroq");
+
+  const nlohmann::json report = ReadJson(out + "/report.json");
+  EXPECT_EQ(report["transform"]["kind"], "heroq");
+  EXPECT_EQ(report["transform"]["objective"]["act_bits"], 8) << "the objective's activation term";
+  EXPECT_EQ(report["eval"]["quantized"]["act_bits"], 8);
+  const double quant_ppl = report["eval"]["quantized"]["ppl"].get<double>();
+  const double fp_ppl = report["eval"]["fp"]["ppl"].get<double>();
+  std::printf("report.json: fp ppl %.6f, heroq W4A8 ppl %.6f\n", fp_ppl, quant_ppl);
+  EXPECT_LT(quant_ppl, fp_ppl * 1.25);
+  EXPECT_NEAR(EvalPpl(out, 64, 16, err), quant_ppl, 1e-6);
+}
+
 struct BadRequest {
   std::string name;
   std::string args;     // after "quantize --model M --calib C --out OUT" unless overridden
@@ -320,7 +490,8 @@ TEST(QuantizeCli, BadRequestsExitOneWithAPreciseMessageAndLeaveNothing) {
        "in_features=256, got 48"},
       {"group0", "--group-size 0", "positive divisor of in_features=256, got 0"},
       {"method", "--method awq", "unknown --method 'awq' (available: "},
-      {"lora_rank", "--method gptq_lora --lora-rank 256", "lora_rank must be in [0, in_features=256), got 256"},
+      {"lora_rank", "--method gptq_lora --lora-rank 256",
+       "lora_rank must be in [0, in_features=256), got 256"},
       {"nocalib", "", "{dir}/missing.i32: no such file", kModel, scratch / "missing.i32"},
       {"fewtokens", "",
        "calibration data has 500 tokens = 7 windows of 64, fewer than the 16 samples requested",
@@ -332,6 +503,21 @@ TEST(QuantizeCli, BadRequestsExitOneWithAPreciseMessageAndLeaveNothing) {
       {"sampling", "--calib-sampling best", "unknown calibration sampling 'best' (random, first)"},
       {"act_bits", "--act-bits 4",
        "--act-bits: act_bits must be 16 (float activations) or 8 (per-token dynamic INT8), got 4"},
+      {"contradiction", "--method heroq_gptq --transform quarot",
+       "method 'heroq_gptq' already sets the transform; got --transform quarot"},
+      {"transform", "--transform bogus",
+       "--transform: unknown transform 'bogus' (none, quarot, smoothquant, heroq)"},
+      {"heroq_method", "--method heroq_awq", "unknown --method 'heroq_awq' (available: "},
+      {"start", "--method heroq_gptq --heroq-start random",
+       "--heroq-start: unknown heroq start 'random' (hadamard, best)"},
+      {"iterations", "--method heroq_gptq --heroq-iterations -1",
+       "--heroq-iterations must be >= 0, got -1"},
+      {"lambda", "--transform heroq --heroq-lambda -0.5",
+       "--heroq-lambda must be finite and >= 0, got -0.5"},
+      {"step", "--transform heroq --heroq-diagonal-step -0.1",
+       "--heroq-diagonal-step must be finite and >= 0, got -0.1"},
+      {"alpha", "--transform smoothquant --smooth-alpha 1.5",
+       "--smooth-alpha must be in [0, 1], got 1.5"},
   };
   for (const BadRequest& b : cases) {
     BadRequest c = b;
@@ -359,6 +545,23 @@ TEST(QuantizeCli, BadRequestsExitOneWithAPreciseMessageAndLeaveNothing) {
     }
     ExpectRejected(c, scratch, inputs);
   }
+
+  // An interrupted transformed run's directory is refused before any work, and kept as it is.
+  const std::string out = scratch / "out-partial";
+  const std::string partial = out + ".transformed-partial";
+  fs::create_directories(partial);
+  std::ofstream(partial + "/model.safetensors") << "left over";
+  const fs::path err = scratch.path() / "stderr.txt";
+  const CommandResult r = Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " +
+                                   out + kFast + " --method heroq_gptq",
+                               err);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("caliber quantize: "));
+  EXPECT_THAT(r.err, HasSubstr("transform directory " + partial + " already exists"));
+  EXPECT_TRUE(fs::is_regular_file(partial + "/model.safetensors"));
+  std::vector<std::string> allowed = inputs;
+  allowed.push_back("out-partial.transformed-partial");
+  EXPECT_EQ(scratch.Leftovers(allowed), std::vector<std::string>{});
 }
 
 // Requests that only fail once quantization has run: nothing may be left behind either.
@@ -381,6 +584,15 @@ TEST(QuantizeCli, LateFailuresLeaveNothingBehind) {
   // skipped: the staging directory must go away with the error.
   r = Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " + (scratch / "eval") +
                kFast + " --method rtn --eval-baseline=false --eval-tokens " +
+               (scratch / "nope.i32"),
+           err);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr(scratch / "nope.i32" + ": no such file"));
+  EXPECT_EQ(scratch.Leftovers(), std::vector<std::string>{});
+
+  // The same after a transform: the transformed model goes too.
+  r = Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " + (scratch / "eval") +
+               kFast + " --method rtn --transform quarot --eval-baseline=false --eval-tokens " +
                (scratch / "nope.i32"),
            err);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;

@@ -350,7 +350,9 @@ class Heroq(ClusterTest):
         with open(os.path.join(out, "report.json")) as f:
             return out, json.load(f)
 
-    def check_against_one_process(self, out, ref):
+    def check_against_one_process(self, out, ref, ref_out):
+        with open(os.path.join(ref_out, "config.json")) as f:
+            ref_cfg = json.load(f)
         with open(os.path.join(out, "report.json")) as f:
             report = json.load(f)
         t, rt = report["transform"], ref["transform"]
@@ -376,6 +378,8 @@ class Heroq(ClusterTest):
             cfg = json.load(f)
         self.assertFalse(cfg["tie_word_embeddings"])
         self.assertEqual(cfg["quantization_config"]["bits"], 3)
+        # The same metadata as `caliber quantize` writes.
+        self.assertEqual(cfg["quantization_config"]["meta"]["caliber"], ref_cfg["quantization_config"]["meta"]["caliber"])
         mre = report["totals"]["mean_relative_output_error"]
         self.assertAlmostEqual(mre, ref["totals"]["mean_relative_output_error"], delta=0.05 * mre)
         # Nothing is left in the scratch prefix (the transformed model included).
@@ -395,8 +399,8 @@ class Heroq(ClusterTest):
         self.assertEqual(job.spec.method.transform_options.start, "best")
         final = self.follow(stub, job.job_id)
         self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
-        _, ref = self.reference_report("ref")
-        self.check_against_one_process(out, ref)
+        ref_out, ref = self.reference_report("ref")
+        self.check_against_one_process(out, ref, ref_out)
         for w in c.workers:
             self.assertIn("transform stage", c.log(w))
         w_metrics = cluster.wait_for_file(os.path.join(self.workdir, "w1.port"))[1]
