@@ -613,16 +613,7 @@ v1::StageAssignment JobManager::BuildAssignment(const Job& job, const Assignment
     if (auto in = job.transform_boundaries.find(st.first_layer() - 1); in != job.transform_boundaries.end()) {
       m.set_input_uri(in->second);
     }
-    if (a.stage + 1 < j.stages_size() && !job.transform_boundaries.count(st.end_layer() - 1)) {
-      auto next = job.stage_assignment.find(a.stage + 1);
-      if (next != job.stage_assignment.end()) {
-        auto w = workers_.find(next->second.worker_id);
-        if (w != workers_.end() && w->second.live) {
-          m.set_downstream_address(w->second.address);
-          m.set_downstream_assignment_id(next->second.id);
-        }
-      }
-    }
+    if (!job.transform_boundaries.count(st.end_layer() - 1)) SetDownstream(job, a, m);
     return m;
   }
   if (!job.record.transformed_model_uri().empty()) m.set_model_uri(job.record.transformed_model_uri());
@@ -652,17 +643,18 @@ v1::StageAssignment JobManager::BuildAssignment(const Job& job, const Assignment
     }
   }
   // The next stage gets its input directly unless it is already stored.
-  if (a.stage + 1 < j.stages_size() && job.record.layers(st.end_layer() - 1).activations_uri().empty()) {
-    auto next = job.stage_assignment.find(a.stage + 1);
-    if (next != job.stage_assignment.end()) {
-      auto w = workers_.find(next->second.worker_id);
-      if (w != workers_.end() && w->second.live) {
-        m.set_downstream_address(w->second.address);
-        m.set_downstream_assignment_id(next->second.id);
-      }
-    }
-  }
+  if (job.record.layers(st.end_layer() - 1).activations_uri().empty()) SetDownstream(job, a, m);
   return m;
+}
+
+void JobManager::SetDownstream(const Job& job, const Assignment& a, v1::StageAssignment& m) const {
+  if (a.stage + 1 >= job.record.job().stages_size()) return;
+  auto next = job.stage_assignment.find(a.stage + 1);
+  if (next == job.stage_assignment.end()) return;
+  auto w = workers_.find(next->second.worker_id);
+  if (w == workers_.end() || !w->second.live) return;
+  m.set_downstream_address(w->second.address);
+  m.set_downstream_assignment_id(next->second.id);
 }
 
 // ---- CoordinatorService -------------------------------------------------------------------

@@ -119,6 +119,9 @@ class JobManager {
   std::string PickWorker(const std::vector<std::string>& avoid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::StageAssignment BuildAssignment(const Job& job, const Assignment& a) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next stage's live worker and assignment, for the activation push (if there is one).
+  void SetDownstream(const Job& job, const Assignment& a, v1::StageAssignment& m) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanAndAssign(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AllLayersDone(const Job& job) const;

@@ -1,14 +1,40 @@
 #include "workers/stage_io.h"
 
 #include <chrono>
+#include <filesystem>
 #include <cstring>
 #include <thread>
 
 #include "core/calib/model_quantizer.h"
 #include "core/formats/layer_result_codec.h"
 #include "services/scratch_layout.h"
+#include "services/storage/model_fetch.h"
 
 namespace caliber::workers {
+
+StageModel::~StageModel() {
+  if (dir.empty()) return;
+  checkpoint.reset();  // unmap before removing the files
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+absl::Status FetchStageModel(const v1::StageAssignment& a, const StageContext& ctx, int first, int end,
+                             StageModel& out) {
+  out.dir = (std::filesystem::path(ctx.work_dir) / a.assignment_id()).string();
+  const std::string model_dir = (std::filesystem::path(out.dir) / "model").string();
+  storage::ModelFetchOptions fetch;
+  fetch.want = storage::LayerTensors(first, end, first == 0);
+  absl::StatusOr<storage::ModelFetchStats> fetched = storage::FetchModel(*ctx.storage, a.model_uri(), model_dir, fetch);
+  if (!fetched.ok()) return fetched.status();
+  absl::StatusOr<ModelConfig> config = ModelConfig::FromFile(model_dir + "/config.json");
+  if (!config.ok()) return config.status();
+  out.config = *std::move(config);
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  out.checkpoint = *std::move(checkpoint);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<MatrixF> StageInput(const v1::StageAssignment& a, const StageContext& ctx,
                                    const ModelConfig& config, const Checkpoint& checkpoint) {

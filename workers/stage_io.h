@@ -3,6 +3,7 @@
 // the outputs of its last layer reach the next stage (stored, then streamed best-effort).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -13,6 +14,20 @@
 #include "workers/stage_context.h"
 
 namespace caliber::workers {
+
+// A stage's local, sparse mirror of its model: layers [first, end) of a.model_uri() (and the
+// embeddings when first == 0) in <work_dir>/<assignment_id>/model, removed with this object.
+struct StageModel {
+  StageModel() = default;
+  StageModel(const StageModel&) = delete;
+  StageModel& operator=(const StageModel&) = delete;
+  ~StageModel();
+  std::string dir;
+  ModelConfig config;
+  std::unique_ptr<Checkpoint> checkpoint;
+};
+absl::Status FetchStageModel(const v1::StageAssignment& a, const StageContext& ctx, int first, int end,
+                             StageModel& out);
 
 // The activations entering layer a.resume_from() (waits for the upstream stage).
 absl::StatusOr<MatrixF> StageInput(const v1::StageAssignment& a, const StageContext& ctx,

@@ -3,7 +3,6 @@
 #include <zlib.h>
 
 #include <chrono>
-#include <filesystem>
 #include <map>
 #include <thread>
 
@@ -13,11 +12,9 @@
 #include "core/model/weights.h"
 #include "services/job_options.h"
 #include "services/scratch_layout.h"
-#include "services/storage/model_fetch.h"
 #include "workers/stage_io.h"
 
 namespace caliber::workers {
-namespace fs = std::filesystem;
 namespace {
 
 uint32_t Crc32(const std::string& s) {
@@ -27,24 +24,10 @@ uint32_t Crc32(const std::string& s) {
 }  // namespace
 
 absl::Status RunStage(const v1::StageAssignment& a, const StageContext& ctx) {
-  const fs::path dir = fs::path(ctx.work_dir) / a.assignment_id();
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{dir};
-
-  storage::ModelFetchOptions fetch;
-  fetch.want = storage::LayerTensors(a.resume_from(), a.end_layer(), a.resume_from() == 0);
-  absl::StatusOr<storage::ModelFetchStats> fetched =
-      storage::FetchModel(*ctx.storage, a.model_uri(), (dir / "model").string(), fetch);
-  if (!fetched.ok()) return fetched.status();
-  absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((dir / "model" / "config.json").string());
-  if (!config.ok()) return config.status();
-  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open((dir / "model").string());
-  if (!checkpoint.ok()) return checkpoint.status();
+  StageModel model;
+  if (absl::Status s = FetchStageModel(a, ctx, a.resume_from(), a.end_layer(), model); !s.ok()) return s;
+  const ModelConfig* config = &model.config;
+  const std::unique_ptr<Checkpoint>* checkpoint = &model.checkpoint;
   if (a.first_layer() < 0 || a.end_layer() > config->num_hidden_layers || a.resume_from() > a.end_layer() ||
       a.resume_from() < 0) {
     return absl::InvalidArgumentError("assignment's layer range does not fit the model");

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "core/model/weights.h"
@@ -10,11 +9,9 @@
 #include "core/transform/transform_codec.h"
 #include "services/job_options.h"
 #include "services/scratch_layout.h"
-#include "services/storage/model_fetch.h"
 #include "workers/stage_io.h"
 
 namespace caliber::workers {
-namespace fs = std::filesystem;
 namespace {
 
 // The coordinator as the all-reduce: send this stage's share, poll until every stage's is in.
@@ -90,25 +87,11 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 
 absl::Status RunTransformStage(const v1::StageAssignment& a, const StageContext& ctx) {
   if (!ctx.reduce) return absl::InternalError("transform stage without a reducer");
-  const fs::path dir = fs::path(ctx.work_dir) / a.assignment_id();
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{dir};
   const auto start = std::chrono::steady_clock::now();
-
-  storage::ModelFetchOptions fetch;
-  fetch.want = storage::LayerTensors(a.first_layer(), a.end_layer(), a.first_layer() == 0);
-  absl::StatusOr<storage::ModelFetchStats> fetched =
-      storage::FetchModel(*ctx.storage, a.model_uri(), (dir / "model").string(), fetch);
-  if (!fetched.ok()) return fetched.status();
-  absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((dir / "model" / "config.json").string());
-  if (!config.ok()) return config.status();
-  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open((dir / "model").string());
-  if (!checkpoint.ok()) return checkpoint.status();
+  StageModel model;
+  if (absl::Status s = FetchStageModel(a, ctx, a.first_layer(), a.end_layer(), model); !s.ok()) return s;
+  const ModelConfig* config = &model.config;
+  const std::unique_ptr<Checkpoint>* checkpoint = &model.checkpoint;
   if (a.first_layer() < 0 || a.first_layer() >= a.end_layer() || a.end_layer() > config->num_hidden_layers ||
       a.resume_from() != a.first_layer()) {
     return absl::InvalidArgumentError("transform assignment's layer range does not fit the model");

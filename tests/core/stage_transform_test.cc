@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/outliers_fixture.h"
+
 #include "core/calib/model_quantizer.h"
 #include "core/text/token_source.h"
 #include "core/transform/model_transform.h"
@@ -20,26 +22,8 @@
 namespace caliber {
 namespace {
 
-const std::string kModelDir = std::string(CALIBER_TESTDATA_DIR) + "/tinyllama-en-outliers";
-
-struct Fixture {
-  ModelConfig config;
-  std::unique_ptr<Checkpoint> checkpoint;
-  CalibrationSet calib;
-};
-
-const Fixture& Fix() {
-  static const Fixture* fixture = [] {
-    auto* f = new Fixture;
-    f->config = *ModelConfig::FromFile(kModelDir + "/config.json");
-    f->checkpoint = *Checkpoint::Open(kModelDir);
-    auto stream = LoadTokenStream(kModelDir + "/calib/calib_tokens.i32", TokenFormat::kI32, nullptr,
-                                  f->config.vocab_size);
-    f->calib = *SelectCalibrationSegments(*stream, 8, 64, 0, CalibSampling::kRandom);
-    return f;
-  }();
-  return *fixture;
-}
+using Fixture = testing_fixture::OutliersFixture;
+const Fixture& Fix() { return testing_fixture::Outliers(); }
 
 TransformOptions Heroq(int iterations) {
   TransformOptions o;
