@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_split.h"
 #include "coordinator/coordinator_service_impl.h"
 #include "coordinator/job_manager.h"
@@ -33,6 +34,11 @@ ABSL_FLAG(int, heartbeat_interval_ms, 500, "worker heartbeat period");
 ABSL_FLAG(int, worker_timeout_ms, 5000, "a worker silent this long is lost; its stages move");
 ABSL_FLAG(int, checkpoint_interval, 1, "workers store activations every N layers (resume points)");
 ABSL_FLAG(int, max_running_jobs, 1, "jobs calibrating at once");
+ABSL_FLAG(absl::Duration, finished_job_ttl, absl::Hours(24 * 7),
+          "finished jobs are forgotten this long after they end (records and leftover scratch; "
+          "checkpoints stay); 0: no age limit");
+ABSL_FLAG(int, max_finished_jobs, 1000,
+          "finished jobs kept per tenant; the oldest beyond it are forgotten; 0: no count limit");
 
 namespace caliber {
 namespace {
@@ -67,6 +73,11 @@ int Run() {
   options.worker_timeout_ms = absl::GetFlag(FLAGS_worker_timeout_ms);
   options.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
   options.max_running_jobs = absl::GetFlag(FLAGS_max_running_jobs);
+  options.retention.ttl = absl::GetFlag(FLAGS_finished_job_ttl);
+  options.retention.max_finished_per_tenant = absl::GetFlag(FLAGS_max_finished_jobs);
+  if (options.retention.ttl < absl::ZeroDuration() || options.retention.max_finished_per_tenant < 0) {
+    return daemon::Fail("flags", absl::InvalidArgumentError("--finished-job-ttl and --max-finished-jobs must be >= 0"));
+  }
   coordinator::JobManager jobs(options, **storage, &coordinator_metrics);
   if (absl::Status s = jobs.Start(); !s.ok()) return daemon::Fail("state", s);
 

@@ -17,6 +17,8 @@
 #include "absl/time/time.h"
 #include "caliber/v1/coordinator_state.pb.h"
 #include "caliber/v1/worker_protocol.pb.h"
+#include "coordinator/background_threads.h"
+#include "coordinator/job_retention.h"
 #include "coordinator/job_store.h"
 #include "core/model/config.h"
 #include "services/auth/tenants.h"
@@ -31,6 +33,7 @@ struct CoordinatorOptions {
   int worker_timeout_ms = 5000;        // no heartbeat for this long: the worker is lost
   int checkpoint_interval = 1;         // workers store activations every N layers
   int max_running_jobs = 1;            // jobs calibrating at once (each uses all its workers)
+  RetentionPolicy retention;           // when finished jobs are forgotten
 };
 
 class JobManager {
@@ -91,6 +94,10 @@ class JobManager {
     ModelConfig config;
     bool prepared = false;      // model cached, calibration tokens in scratch
     bool busy = false;          // a preparation or assembly thread owns the job
+    // When the job's scratch is swept once more after it ended: a worker still writing when the
+    // job was cancelled or failed has heard of it by then (not durable: a restart sweeps all
+    // recently ended jobs).
+    absl::Time sweep_at = absl::InfiniteFuture();
     std::map<int, Assignment> stage_assignment;  // stage -> current assignment
     // Transform phase (jobs with a transform, until the transformed model exists). Not
     // durable: a coordinator restart or a lost worker restarts the phase from its Hessians.
@@ -109,8 +116,9 @@ class JobManager {
   Job* FindJob(const auth::Tenant& tenant, const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The running job a worker's report about `layer` refers to, or null (ack says whether the
   // assignment is stale).
+  // `written`: the objects the report names, deleted if the job has ended.
   Job* ReportedLayer(const std::string& job_id, const std::string& assignment_id, int layer,
-                     v1::ReportAck& ack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                     v1::ReportAck& ack, std::vector<std::string> written) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Changed(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // bump version, persist, wake watchers
   void FailJob(Job& job, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndJob(Job& job, v1::JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -124,6 +132,12 @@ class JobManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanAndAssign(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the finished jobs the retention policy expires (records and leftover scratch).
+  void ExpireFinishedJobs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes objects a stale report names under a finished job's scratch (written after the
+  // job's cleanup ran).
+  void DiscardLateObjects(const Job& job, std::vector<std::string> uris) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration ScratchSweepDelay() const;
   bool AllLayersDone(const Job& job) const;
   // The job still has to learn and fold its transform before quantizing.
   static bool InTransformPhase(const Job& job);
@@ -135,8 +149,9 @@ class JobManager {
   void RunAssembly(std::string job_id);
   // The stages' learned transforms folded into the model, uploaded for the quantize phase.
   void RunTransformFold(std::string job_id);
-  void RunCleanup(v1::JobRecord record);
-  void SpawnThread(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(threads_mu_);
+  enum class CleanupScope { kScratchOnly, kScratchAndPartialOutput };
+  void RunCleanup(v1::JobRecord record, CleanupScope scope);
+  void SpawnThread(std::function<void()> fn) { threads_.Spawn(std::move(fn)); }
   void SchedulerLoop();
   std::string CacheDir(const std::string& job_id) const;
 
@@ -153,9 +168,9 @@ class JobManager {
   std::map<std::string, Assignment> assignments_ ABSL_GUARDED_BY(mu_);
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time next_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
-  absl::Mutex threads_mu_;
-  std::vector<std::thread> threads_ ABSL_GUARDED_BY(threads_mu_);
+  BackgroundThreads threads_;
   std::thread scheduler_;
 };
 

@@ -7,6 +7,7 @@
 #include "core/formats/checkpoint_format.h"
 #include "core/quant/quantizer.h"
 #include "core/transform/model_transform.h"
+#include "coordinator/request_limits.h"
 #include "services/job_options.h"
 
 namespace caliber::coordinator {
@@ -26,6 +27,18 @@ bool OneOf(const std::string& v, std::initializer_list<const char*> allowed) {
 }  // namespace
 
 absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
+  // Size first: nothing below quotes a field that could be large.
+  if (const size_t bytes = spec.ByteSizeLong(); bytes > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec is ", bytes, " bytes serialized; at most ", kMaxSpecBytes, " are allowed"));
+  }
+  for (const auto& [field, uri] : {std::pair<const char*, const std::string*>{"model_uri", &spec.model_uri()},
+                                   {"output_uri", &spec.output_uri()},
+                                   {"calibration.uri", &spec.calibration().uri()},
+                                   {"evaluation.uri", &spec.evaluation().uri()}}) {
+    if (absl::Status s = CheckIdentifier(absl::StrCat("spec.", field), *uri, kMaxUriBytes); !s.ok()) return s;
+  }
+  if (absl::Status s = ValidateLabels(spec.labels()); !s.ok()) return s;
   if (spec.model_uri().empty()) return Bad("model_uri", "required");
   if (spec.output_uri().empty()) return Bad("output_uri", "required");
   if (spec.calibration().uri().empty()) return Bad("calibration.uri", "required");
@@ -35,7 +48,13 @@ absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
   if (c.format().empty()) c.set_format("auto");
   if (c.sampling().empty()) c.set_sampling("random");
   if (c.nsamples() < 1 || c.nsamples() > 65536) return Bad("calibration.nsamples", "must be 1..65536");
-  if (c.seq_len() < 1 || c.seq_len() > 1 << 20) return Bad("calibration.seq_len", "must be positive");
+  if (c.seq_len() < 1 || c.seq_len() > kMaxSeqLen) {
+    return Bad("calibration.seq_len", absl::StrCat("must be 1..", kMaxSeqLen, " (0: 256), got ", c.seq_len()));
+  }
+  if (int64_t{c.nsamples()} * c.seq_len() > kMaxCalibrationTokens) {
+    return Bad("calibration", absl::StrCat("nsamples x seq_len is ", int64_t{c.nsamples()} * c.seq_len(),
+                                           " tokens; at most ", kMaxCalibrationTokens));
+  }
   if (!OneOf(c.format(), {"auto", "text", "jsonl", "u32", "i32"})) {
     return Bad("calibration.format", absl::StrCat("unknown format '", c.format(), "' (auto, text, jsonl, u32, i32)"));
   }
@@ -95,13 +114,18 @@ absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
 
   if (spec.propagation() == v1::PROPAGATION_UNSPECIFIED) spec.set_propagation(v1::SEQUENTIAL);
   if (spec.batch_seqs() == 0) spec.set_batch_seqs(8);
-  if (spec.batch_seqs() < 1) return Bad("batch_seqs", "must be >= 1");
+  if (spec.batch_seqs() < 1 || spec.batch_seqs() > kMaxBatchSeqs) {
+    return Bad("batch_seqs", absl::StrCat("must be 1..", kMaxBatchSeqs, " (0: 8)"));
+  }
   if (spec.max_workers() < 0) return Bad("max_workers", "must be >= 0");
   if (spec.has_evaluation() && !spec.evaluation().uri().empty()) {
     v1::EvaluationData& e = *spec.mutable_evaluation();
     if (e.format().empty()) e.set_format("auto");
     if (e.seq_len() == 0) e.set_seq_len(c.seq_len());
-    if (e.seq_len() < 1) return Bad("evaluation.seq_len", "must be positive");
+    if (e.seq_len() < 1 || e.seq_len() > kMaxSeqLen) {
+      return Bad("evaluation.seq_len", absl::StrCat("must be 1..", kMaxSeqLen, " (0: the calibration seq_len), got ",
+                                                    e.seq_len()));
+    }
     if (e.max_windows() < 0) return Bad("evaluation.max_windows", "must be >= 0");
     if (!OneOf(e.format(), {"auto", "text", "jsonl", "u32", "i32"})) {
       return Bad("evaluation.format", absl::StrCat("unknown format '", e.format(), "'"));
@@ -109,7 +133,6 @@ absl::Status NormalizeSpec(v1::QuantJobSpec& spec) {
   } else {
     spec.clear_evaluation();
   }
-  if (spec.labels_size() > 64) return Bad("labels", "at most 64 labels");
   return absl::OkStatus();
 }
 

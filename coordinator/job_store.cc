@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -54,6 +55,19 @@ absl::Status JobStore::Save(const v1::JobRecord& record) const {
   std::string bytes;
   if (!record.SerializeToString(&bytes)) return absl::InternalError("cannot serialize job record");
   return WriteDurably(fs::path(jobs_dir_) / (record.job().job_id() + ".job"), bytes);
+}
+
+absl::Status JobStore::Remove(const std::string& job_id) const {
+  const fs::path path = fs::path(jobs_dir_) / (job_id + ".job");
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot remove ", path.string()));
+  }
+  const int dir = ::open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", jobs_dir_));
+  const bool synced = ::fsync(dir) == 0;
+  ::close(dir);
+  if (!synced) return absl::InternalError(absl::StrCat("cannot fsync ", jobs_dir_));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::JobRecord>> JobStore::LoadAll() const {

@@ -17,6 +17,8 @@ class JobStore {
   static absl::StatusOr<JobStore> Open(const std::string& dir);
 
   absl::Status Save(const v1::JobRecord& record) const;
+  // Deletes a job's record durably (unlink, fsync the directory); a missing record is fine.
+  absl::Status Remove(const std::string& job_id) const;
   // Every record; a file that does not parse is reported, not skipped silently.
   absl::StatusOr<std::vector<v1::JobRecord>> LoadAll() const;
 

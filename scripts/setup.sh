@@ -13,6 +13,7 @@ PACKAGES=(
   nlohmann-json3-dev libsentencepiece-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-grpcio openssl
+  prometheus  # promtool checks both daemons' /metrics in the tests
 )
 
 missing=()

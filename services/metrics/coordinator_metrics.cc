@@ -68,7 +68,7 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry) {
                               .Register(registry)
                               .Add({});
   running_layers_total_ = &prometheus::BuildGauge()
-                               .Name("caliber_running_layers_total")
+                               .Name("caliber_running_layers")
                                .Help("Layers to do, summed over the stages of running jobs.")
                                .Register(registry)
                                .Add({});
@@ -77,6 +77,11 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry) {
                              .Help("Calibration tokens processed for jobs, as workers report.")
                              .Register(registry)
                              .Add({});
+  jobs_expired_ = &prometheus::BuildCounter()
+                       .Name("caliber_jobs_expired_total")
+                       .Help("Finished jobs forgotten by the retention policy (--finished-job-ttl, --max-finished-jobs).")
+                       .Register(registry)
+                       .Add({});
 }
 
 void CoordinatorMetrics::SetJobs(std::string_view state, double n) {
@@ -118,6 +123,8 @@ void CoordinatorMetrics::SetRunningLayers(double done, double total) {
   running_layers_done_->Set(done);
   running_layers_total_->Set(total);
 }
+
+void CoordinatorMetrics::JobExpired() { jobs_expired_->Increment(); }
 
 void CoordinatorMetrics::CalibrationTokens(double n) {
   if (n > 0) calibration_tokens_->Increment(n);

@@ -40,12 +40,14 @@ class CoordinatorMetrics {
   void WorkerLost();
   // caliber_layer_reassignments_total (layers of a lost worker's stage handed to another one).
   void LayersReassigned(int n);
-  // caliber_running_layers_done / caliber_running_layers_total: stage progress summed over the
+  // caliber_running_layers_done / caliber_running_layers: stage progress summed over the
   // running jobs (no per-job labels: job ids are unbounded).
   void SetRunningLayers(double done, double total);
   // caliber_job_calibration_tokens_total: calibration tokens processed for jobs, as reported by
   // workers.
   void CalibrationTokens(double n);
+  // caliber_jobs_expired_total: finished jobs forgotten by the retention policy.
+  void JobExpired();
 
  private:
   // Series of the known states exist from the start (reading 0); "other" appears when used.
@@ -64,6 +66,7 @@ class CoordinatorMetrics {
   prometheus::Gauge* running_layers_done_ = nullptr;
   prometheus::Gauge* running_layers_total_ = nullptr;
   prometheus::Counter* calibration_tokens_ = nullptr;
+  prometheus::Counter* jobs_expired_ = nullptr;
 };
 
 }  // namespace caliber::metrics

@@ -48,7 +48,7 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry) {
                      .Register(registry)
                      .Add({});
   stage_total_ = &prometheus::BuildGauge()
-                      .Name("caliber_stage_layers_total")
+                      .Name("caliber_stage_layers")
                       .Help("Layers in the stage this worker is running.")
                       .Register(registry)
                       .Add({});

@@ -46,7 +46,7 @@ class WorkerMetrics {
   void ModuleQuantSeconds(std::string_view method, std::string_view module, double s);
   // caliber_worker_layers_quantized_total.
   void LayerDone();
-  // caliber_stage_layers_done / caliber_stage_layers_total: progress of the stage (range of
+  // caliber_stage_layers_done / caliber_stage_layers: progress of the stage (range of
   // layers) this worker is running; 0/0 when idle.
   void SetStageProgress(double done, double total);
   // caliber_activation_bytes_total{direction=sent|received}: activations streamed between

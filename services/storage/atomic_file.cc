@@ -68,6 +68,11 @@ absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
     if (fd >= 0) {
       return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, temp, fd));
     }
+    // ENOENT: a delete pruned the directory, empty for a moment, after we created it.
+    if (errno == ENOENT && tries < 16) {
+      fs::create_directories(dir, ec);
+      continue;
+    }
     if (errno != EEXIST || tries >= 16) {
       return absl::ErrnoToStatus(errno, absl::StrCat("create temporary file for ", path));
     }

@@ -348,6 +348,31 @@ absl::Status FileStore::Delete(std::string_view key) {
   return status;
 }
 
+absl::Status FileStore::RemoveEmptyPrefix(std::string_view prefix) {
+  if (prefix.empty() || prefix.back() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("not a directory prefix: ", Quoted(prefix)));
+  }
+  absl::StatusOr<fs::path> dir = Confine(prefix);
+  if (!dir.ok()) return dir.status();
+  for (const fs::path& root : roots_) {
+    if (fs::path(*dir).lexically_normal() == fs::path(root).lexically_normal()) {
+      return absl::InvalidArgumentError(absl::StrCat(Quoted(prefix), " is a storage root"));
+    }
+  }
+  std::error_code ec;
+  if (!fs::is_directory(*dir, ec)) return absl::OkStatus();
+  // Deepest first: a directory is visited after everything below it.
+  std::vector<fs::path> dirs;
+  for (fs::recursive_directory_iterator it(*dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code entry_ec;
+    if (it->is_directory(entry_ec) && !it->is_symlink(entry_ec)) dirs.push_back(it->path());
+  }
+  std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) { return a.string() > b.string(); });
+  for (const fs::path& d : dirs) ::rmdir(d.c_str());  // fails, harmlessly, on a non-empty one
+  ::rmdir(dir->c_str());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<std::string>> FileStore::List(std::string_view prefix) {
   auto result = [&]() -> absl::StatusOr<std::vector<std::string>> {
     absl::Status shape = CheckKeyShape(prefix);

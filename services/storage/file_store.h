@@ -44,6 +44,10 @@ class FileStore : public ObjectStore {
   // prefix (not resolved), sorted. A prefix ending in '/' lists that directory; otherwise the
   // directory containing the prefix is walked and filtered by name.
   absl::StatusOr<std::vector<std::string>> List(std::string_view prefix) override;
+  // Empty directories under `prefix` (a directory key ending in '/'), then the prefix's own
+  // directory if it is empty; never a root. rmdir takes only empty directories, so a writer's
+  // temporary file keeps its directory.
+  absl::Status RemoveEmptyPrefix(std::string_view prefix) override;
 
  private:
   FileStore(std::vector<std::filesystem::path> roots, StorageObserver* observer)

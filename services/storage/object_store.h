@@ -48,6 +48,13 @@ class ObjectStore {
   virtual absl::Status Delete(std::string_view key) = 0;
   // Keys that start with `prefix`, sorted.
   virtual absl::StatusOr<std::vector<std::string>> List(std::string_view prefix) = 0;
+  // Removes what is left of the "directory" `prefix` (ending in '/') once it holds no object.
+  // Object stores have no directories: nothing to do. A file tree removes the empty directories
+  // under the prefix and the prefix's own directory when they hold no file.
+  virtual absl::Status RemoveEmptyPrefix(std::string_view prefix) {
+    (void)prefix;
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace caliber::storage

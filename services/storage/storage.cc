@@ -141,4 +141,10 @@ absl::StatusOr<std::vector<std::string>> Storage::List(std::string_view uri_pref
   return keys;
 }
 
+absl::Status Storage::RemoveEmptyPrefix(std::string_view uri_prefix) {
+  absl::StatusOr<Resolved> r = Resolve(uri_prefix);
+  if (!r.ok()) return r.status();
+  return r->store->RemoveEmptyPrefix(r->key);
+}
+
 }  // namespace caliber::storage

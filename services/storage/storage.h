@@ -62,6 +62,9 @@ class Storage {
   absl::Status Delete(std::string_view uri);
   // URIs (same scheme) of the objects under `uri_prefix`, sorted.
   absl::StatusOr<std::vector<std::string>> List(std::string_view uri_prefix);
+  // Removes the empty remains of `uri_prefix` (ending in '/'): directories on file://,
+  // nothing on s3:// (see ObjectStore::RemoveEmptyPrefix).
+  absl::Status RemoveEmptyPrefix(std::string_view uri_prefix);
 
   // InvalidArgument for a URI that is malformed or of an unknown scheme; PermissionDenied for a
   // file:// path outside the roots. Does not touch the object.

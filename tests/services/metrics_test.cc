@@ -117,7 +117,7 @@ TEST(MetricsServer, ServesRegistryOnEphemeralPort) {
   ExpectLine(text, "caliber_worker_losses_total 1");
   ExpectLine(text, "caliber_layer_reassignments_total 5");
   ExpectLine(text, "caliber_running_layers_done 10");
-  ExpectLine(text, "caliber_running_layers_total 32");
+  ExpectLine(text, "caliber_running_layers 32");
   ExpectLine(text, "caliber_job_calibration_tokens_total 1024");
 
   ExpectLine(text, "caliber_calibration_tokens_total 32768");
@@ -126,7 +126,7 @@ TEST(MetricsServer, ServesRegistryOnEphemeralPort) {
   ExpectLine(text, "caliber_module_quant_seconds_count{method=\"other\",module=\"other\"} 1");
   ExpectLine(text, "caliber_worker_layers_quantized_total 1");
   ExpectLine(text, "caliber_stage_layers_done 2");
-  ExpectLine(text, "caliber_stage_layers_total 8");
+  ExpectLine(text, "caliber_stage_layers 8");
   ExpectLine(text, "caliber_activation_bytes_total{direction=\"sent\"} 4096");
   ExpectLine(text, "caliber_activation_bytes_total{direction=\"received\"} 1024");
   ExpectLine(text, "caliber_worker_connected 1");
