@@ -217,10 +217,12 @@ JobManager::Job* JobManager::FindJob(const auth::Tenant& tenant, const std::stri
   return &it->second;
 }
 
-absl::StatusOr<v1::QuantJob> JobManager::Get(const auth::Tenant& tenant, const std::string& job_id) {
+absl::StatusOr<v1::QuantJob> JobManager::Get(const auth::Tenant& tenant, const std::string& job_id,
+                                             int64_t* version) {
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(tenant, job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  if (version != nullptr) *version = job->version;
   return job->record.job();
 }
 
@@ -284,6 +286,7 @@ void JobManager::Changed(Job& job) {
   }
   UpdateGauges();
   changed_.SignalAll();
+  if (on_change_) on_change_(job.record.job(), job.version);
 }
 
 void JobManager::UpdateGauges() {
