@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "coordinator/coordinator_service_impl.h"
 #include "coordinator/job_manager.h"
+#include "coordinator/job_watchers.h"
 #include "coordinator/quant_service_impl.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
@@ -39,6 +40,8 @@ ABSL_FLAG(absl::Duration, finished_job_ttl, absl::Hours(24 * 7),
           "checkpoints stay); 0: no age limit");
 ABSL_FLAG(int, max_finished_jobs, 1000,
           "finished jobs kept per tenant; the oldest beyond it are forgotten; 0: no count limit");
+ABSL_FLAG(int64_t, max_watchers, 20000,
+          "open WatchQuantJob streams at most (each ~tens of KB, no thread); beyond: RESOURCE_EXHAUSTED");
 
 namespace caliber {
 namespace {
@@ -78,10 +81,16 @@ int Run() {
   if (options.retention.ttl < absl::ZeroDuration() || options.retention.max_finished_per_tenant < 0) {
     return daemon::Fail("flags", absl::InvalidArgumentError("--finished-job-ttl and --max-finished-jobs must be >= 0"));
   }
+  if (absl::GetFlag(FLAGS_max_watchers) < 0) {
+    return daemon::Fail("flags", absl::InvalidArgumentError("--max-watchers must be >= 0"));
+  }
+  // Outlives the JobManager (which publishes into it until its threads stop) and the server.
+  coordinator::JobWatchers watchers(absl::GetFlag(FLAGS_max_watchers));
   coordinator::JobManager jobs(options, **storage, &coordinator_metrics);
+  jobs.SetChangeListener([&watchers](const v1::QuantJob& job, int64_t version) { watchers.Publish(job, version); });
   if (absl::Status s = jobs.Start(); !s.ok()) return daemon::Fail("state", s);
 
-  coordinator::QuantServiceImpl quant_service(jobs, *tenants);
+  coordinator::QuantServiceImpl quant_service(jobs, *tenants, watchers);
   coordinator::CoordinatorServiceImpl coordinator_service(jobs, *worker_token);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -92,14 +101,17 @@ int Run() {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     jobs.Stop();
+    watchers.Shutdown();
     return daemon::Fail("grpc", absl::UnavailableError("cannot listen on " + absl::GetFlag(FLAGS_listen)));
   }
   daemon::Announce("caliber-coordinator", port, metrics_server->get());
 
   const int sig = runtime::WaitForTerminationSignal();
   std::fprintf(stderr, "caliber-coordinator: signal %d, shutting down\n", sig);
-  // Stop taking calls (in-flight ones get 5 s), then let job threads finish: every job's
-  // state is already durable, so a restart picks up where this left off.
+  // End the watch streams (UNAVAILABLE: the client re-watches elsewhere or later), stop taking
+  // calls (in-flight ones get 5 s), then let job threads finish: every job's state is already
+  // durable, so a restart picks up where this left off.
+  watchers.Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   jobs.Stop();
   std::fprintf(stderr, "caliber-coordinator: stopped\n");

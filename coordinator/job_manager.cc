@@ -199,11 +199,13 @@ JobManager::Job* JobManager::FindJob(const auth::Tenant& tenant, const std::stri
   return &it->second;
 }
 
-absl::StatusOr<v1::QuantJob> JobManager::Get(const auth::Tenant& tenant, const std::string& job_id) {
+absl::StatusOr<v1::QuantJob> JobManager::Get(const auth::Tenant& tenant, const std::string& job_id,
+                                             int64_t* version) {
   if (absl::Status s = CheckIdentifier("job_id", job_id, kMaxJobIdBytes); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(tenant, job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  if (version != nullptr) *version = job->version;
   return job->record.job();
 }
 
@@ -250,22 +252,6 @@ absl::StatusOr<v1::QuantJob> JobManager::Cancel(const auth::Tenant& tenant, cons
   return job->record.job();
 }
 
-absl::StatusOr<v1::QuantJob> JobManager::WaitForUpdate(const auth::Tenant& tenant, const std::string& job_id,
-                                                       int64_t after_version, absl::Time deadline,
-                                                       int64_t* version) {
-  if (absl::Status s = CheckIdentifier("job_id", job_id, kMaxJobIdBytes); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
-  while (true) {
-    Job* job = FindJob(tenant, job_id);
-    if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job ", job_id));
-    if (job->version > after_version || absl::Now() >= deadline || stopping_) {
-      *version = job->version;
-      return job->record.job();
-    }
-    changed_.WaitWithDeadline(&mu_, deadline);
-  }
-}
-
 // ---- state changes ----------------------------------------------------------------------
 
 void JobManager::Changed(Job& job) {
@@ -277,6 +263,7 @@ void JobManager::Changed(Job& job) {
   }
   UpdateGauges();
   changed_.SignalAll();
+  if (on_change_) on_change_(job.record.job(), job.version);
 }
 
 void JobManager::UpdateGauges() {

@@ -5,6 +5,7 @@
 // jobs' durable layer records, so finished layers are never redone.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,6 +45,11 @@ class JobManager {
   JobManager(const JobManager&) = delete;
   JobManager& operator=(const JobManager&) = delete;
 
+  // Called on every job change with mu_ held (so it must be quick and must not call back into
+  // this JobManager): the job and its new version. Set before Start().
+  using ChangeListener = std::function<void(const v1::QuantJob& job, int64_t version)>;
+  void SetChangeListener(ChangeListener listener) { on_change_ = std::move(listener); }
+
   // Loads the durable records and starts the scheduler.
   absl::Status Start();
   // Stops scheduling and waits for the job threads (preparation, assembly) to finish.
@@ -52,14 +58,12 @@ class JobManager {
   // QuantService. Another tenant's job is NotFound.
   absl::StatusOr<v1::QuantJob> Submit(const auth::Tenant& tenant,
                                       const v1::SubmitQuantJobRequest& request);
-  absl::StatusOr<v1::QuantJob> Get(const auth::Tenant& tenant, const std::string& job_id);
+  // `version` (optional) receives the job's change counter, the one the listener sees.
+  absl::StatusOr<v1::QuantJob> Get(const auth::Tenant& tenant, const std::string& job_id,
+                                   int64_t* version = nullptr);
   absl::StatusOr<v1::ListQuantJobsResponse> List(const auth::Tenant& tenant, int page_size,
                                                  const std::string& page_token);
   absl::StatusOr<v1::QuantJob> Cancel(const auth::Tenant& tenant, const std::string& job_id);
-  // The job once its version passes `after_version` (or as it is at `deadline`).
-  absl::StatusOr<v1::QuantJob> WaitForUpdate(const auth::Tenant& tenant, const std::string& job_id,
-                                             int64_t after_version, absl::Time deadline,
-                                             int64_t* version);
 
   // CoordinatorService.
   v1::RegisterWorkerResponse RegisterWorker(const v1::RegisterWorkerRequest& request);
@@ -159,6 +163,7 @@ class JobManager {
   storage::Storage& storage_;
   metrics::CoordinatorMetrics* metrics_;
   std::unique_ptr<JobStore> store_;
+  ChangeListener on_change_;  // e.g. JobWatchers::Publish
 
   absl::Mutex mu_;
   absl::CondVar changed_;

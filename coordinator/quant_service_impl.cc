@@ -35,24 +35,14 @@ grpc::Status QuantServiceImpl::ListQuantJobs(grpc::ServerContext* context, const
   return grpc::Status::OK;
 }
 
-grpc::Status QuantServiceImpl::WatchQuantJob(grpc::ServerContext* context, const v1::WatchQuantJobRequest* request,
-                                             grpc::ServerWriter<v1::QuantJobEvent>* writer) {
-  CALIBER_AUTHENTICATE(tenant);
-  int64_t version = -1, written = -1;
-  while (!context->IsCancelled()) {
-    // Wake at least every second to notice a client that went away.
-    absl::StatusOr<v1::QuantJob> job =
-        jobs_.WaitForUpdate(**tenant, request->job_id(), version, absl::Now() + absl::Seconds(1), &version);
-    if (!job.ok()) return ToGrpc(job.status());
-    if (version == written) continue;  // nothing new: the wait just timed out
-    written = version;
-    v1::QuantJobEvent event;
-    *event.mutable_job() = *job;
-    if (!writer->Write(event)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-    const v1::JobState s = job->state();
-    if (s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED) return grpc::Status::OK;
-  }
-  return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+grpc::ServerWriteReactor<v1::QuantJobEvent>* QuantServiceImpl::WatchQuantJob(
+    grpc::CallbackServerContext* context, const v1::WatchQuantJobRequest* request) {
+  absl::StatusOr<const auth::Tenant*> tenant = auth::AuthenticateCall(tenants_, *context);
+  if (!tenant.ok()) return JobWatchers::Reject(ToGrpc(tenant.status()));
+  // Another tenant's job is NotFound, like an unknown id.
+  return watchers_.Watch(request->job_id(), [this, t = *tenant, &id = request->job_id()](int64_t* version) {
+    return jobs_.Get(*t, id, version);
+  });
 }
 
 grpc::Status QuantServiceImpl::CancelQuantJob(grpc::ServerContext* context, const v1::CancelQuantJobRequest* request,

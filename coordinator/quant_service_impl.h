@@ -1,17 +1,25 @@
 // QuantService over gRPC: authenticates every call (bearer token -> tenant) and maps the
 // JobManager's absl::Status errors to gRPC status codes at this edge.
+//
+// A hybrid service: WatchQuantJob is a callback-API stream (JobWatchers; a watcher costs memory,
+// not a thread), the unary methods stay synchronous. Submit probes storage (model headers,
+// object sizes: seconds on a slow store) and the others may wait on JobManager's mutex while it
+// persists a record; on the sync pool that blocking is harmless, on gRPC's few callback
+// threads it would stall every stream's writes.
 #pragma once
 
 #include "caliber/v1/quant_service.grpc.pb.h"
 #include "coordinator/job_manager.h"
+#include "coordinator/job_watchers.h"
 #include "services/auth/tenants.h"
 #include "services/grpc_status.h"
 
 namespace caliber::coordinator {
 
-class QuantServiceImpl final : public v1::QuantService::Service {
+class QuantServiceImpl final : public v1::QuantService::WithCallbackMethod_WatchQuantJob<v1::QuantService::Service> {
  public:
-  QuantServiceImpl(JobManager& jobs, const auth::TenantRegistry& tenants) : jobs_(jobs), tenants_(tenants) {}
+  QuantServiceImpl(JobManager& jobs, const auth::TenantRegistry& tenants, JobWatchers& watchers)
+      : jobs_(jobs), tenants_(tenants), watchers_(watchers) {}
 
   grpc::Status SubmitQuantJob(grpc::ServerContext* context, const v1::SubmitQuantJobRequest* request,
                               v1::QuantJob* response) override;
@@ -19,14 +27,16 @@ class QuantServiceImpl final : public v1::QuantService::Service {
                            v1::QuantJob* response) override;
   grpc::Status ListQuantJobs(grpc::ServerContext* context, const v1::ListQuantJobsRequest* request,
                              v1::ListQuantJobsResponse* response) override;
-  grpc::Status WatchQuantJob(grpc::ServerContext* context, const v1::WatchQuantJobRequest* request,
-                             grpc::ServerWriter<v1::QuantJobEvent>* writer) override;
+  using WithCallbackMethod_WatchQuantJob::WatchQuantJob;  // the sync overload (unused)
+  grpc::ServerWriteReactor<v1::QuantJobEvent>* WatchQuantJob(grpc::CallbackServerContext* context,
+                                                             const v1::WatchQuantJobRequest* request) override;
   grpc::Status CancelQuantJob(grpc::ServerContext* context, const v1::CancelQuantJobRequest* request,
                               v1::QuantJob* response) override;
 
  private:
   JobManager& jobs_;
   const auth::TenantRegistry& tenants_;
+  JobWatchers& watchers_;
 };
 
 }  // namespace caliber::coordinator
