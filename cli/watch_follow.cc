@@ -96,9 +96,9 @@ int FollowJob(ServiceClient client, const Connector& reconnect, const std::strin
     if (!lost_since) {
       lost_since = now;
       end_line();
-      std::fprintf(stderr, "caliber %s: lost contact with the coordinator at %s (%s); reconnecting for up to %s\n",
-                   cmd, options.coordinator.c_str(), StatusText(s).c_str(),
-                   absl::FormatDuration(options.reconnect_timeout).c_str());
+      std::fprintf(stderr, "caliber %s: %s the coordinator at %s (%s); reconnecting for up to %s\n", cmd,
+                   have_last ? "lost contact with" : "cannot reach", options.coordinator.c_str(),
+                   StatusText(s).c_str(), absl::FormatDuration(options.reconnect_timeout).c_str());
     }
     const absl::Duration left = options.reconnect_timeout - (now - *lost_since);
     if (left <= absl::ZeroDuration()) {
