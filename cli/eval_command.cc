@@ -6,9 +6,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "cli/command_line.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/io/inputs.h"
@@ -57,10 +56,16 @@ absl::StatusOr<PerplexityResult> Evaluate() {
 }  // namespace
 
 int RunEval(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  static const CommandSpec spec{
+      "eval",
       "caliber eval --model DIR [--adapter DIR] (--text FILE | --tokens FILE) [--seq-len 256] "
-      "[--max-windows N] [--act-bits 16|8] [--json]");
-  absl::ParseCommandLine(argc, argv);
+      "[--max-windows N] [--act-bits 16|8] [--json]",
+      {"model", "adapter", "text", "tokens", "format", "seq_len", "max_windows", "batch_windows", "act_bits",
+       "json"},
+      "Exit codes: 0 ok, 1 the evaluation failed, 2 usage error."};
+  const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/false);
+  if (parsed.exit_code) return *parsed.exit_code;
+  if (!parsed.args.empty()) return UsageError(spec, "unexpected argument '" + parsed.args[0] + "'");
   absl::StatusOr<PerplexityResult> r = Evaluate();
   if (!r.ok()) {
     std::fprintf(stderr, "caliber eval: %s\n", r.status().ToString().c_str());

@@ -1,25 +1,23 @@
 // The client side of the service: `caliber submit | watch | status | list | cancel` talk to a
-// caliber-coordinator over gRPC (see docs/api.md). Exit codes: 0 ok / job succeeded, 1 job
-// failed or request refused, 2 usage, 3 job cancelled.
-#include <unistd.h>
-
+// caliber-coordinator over gRPC (see docs/api.md). Exit codes: cli/exit_codes.h.
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "cli/command_line.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "cli/exit_codes.h"
+#include "cli/labels.h"
 #include "cli/service_client.h"
+#include "cli/watch_follow.h"
 #include "grpcpp/grpcpp.h"
-#include "services/runtime/env_flags.h"
-
 // Shared with `caliber quantize` (same names, same meaning).
 ABSL_DECLARE_FLAG(std::string, calib);
 ABSL_DECLARE_FLAG(std::string, out);
@@ -45,10 +43,13 @@ ABSL_DECLARE_FLAG(int, eval_windows);
 
 ABSL_FLAG(bool, wait, false, "submit: follow the job to its end; the exit code reflects the outcome");
 ABSL_FLAG(int, priority, 0, "submit: higher runs first");
-ABSL_FLAG(std::string, labels, "", "submit: k=v,k2=v2");
+ABSL_FLAG(std::string, labels, "", "submit: job labels, key=value[,key=value...]");
 ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (default: random)");
 ABSL_FLAG(int, max_workers, 0, "submit: at most this many workers (0: all)");
 ABSL_FLAG(int, page_size, 50, "list: jobs per page");
+ABSL_FLAG(absl::Duration, reconnect_timeout, absl::Minutes(5),
+          "watch, submit --wait: how long to keep reconnecting after losing the coordinator "
+          "before exiting 4 (e.g. 30s, 10m, inf; 0: give up at once)");
 
 namespace caliber::cli {
 namespace {
@@ -61,26 +62,69 @@ std::string ToUri(const std::string& location) {
 
 int Report(const char* command, const absl::Status& s) {
   std::fprintf(stderr, "caliber %s: %s\n", command, s.ToString().c_str());
-  return 1;
+  return kExitFailed;
 }
 
-// Streams the job's events until it ends; returns the exit code.
-int Follow(const ServiceClient& client, const std::string& job_id) {
-  v1::WatchQuantJobRequest request;
-  request.set_job_id(job_id);
-  auto context = client.Context(0);
-  std::unique_ptr<grpc::ClientReader<v1::QuantJobEvent>> reader = client.stub->WatchQuantJob(context.get(), request);
-  v1::QuantJobEvent event;
-  v1::QuantJob last;
-  const bool tty = isatty(fileno(stderr));
-  while (reader->Read(&event)) {
-    last = event.job();
-    std::fprintf(stderr, tty ? "\r\033[K%s" : "%s\n", JobLine(last).c_str());
-  }
-  if (tty) std::fprintf(stderr, "\n");
-  if (grpc::Status s = reader->Finish(); !s.ok()) return Report("watch", FromGrpc(s));
-  std::printf("%s", JobDetails(last).c_str());
-  return ExitCodeOf(last);
+std::vector<std::string_view> ConnectionFlagsAnd(std::initializer_list<std::string_view> more) {
+  std::vector<std::string_view> flags(std::begin(kConnectionFlags), std::end(kConnectionFlags));
+  flags.insert(flags.end(), more);
+  return flags;
+}
+
+constexpr std::string_view kClientNotes =
+    "Every flag can also come from CALIBER_<FLAG> in the environment (CALIBER_COORDINATOR, ...).\n"
+    "Exit codes: 0 ok (job succeeded), 1 job failed or request refused, 2 usage error, 3 job cancelled,\n"
+    "4 (watch, submit --wait) no contact with the coordinator for --reconnect-timeout.";
+
+const CommandSpec& SubmitSpec() {
+  static const CommandSpec spec{
+      "submit",
+      "caliber submit --model URI --calib URI --out URI [--method gptq_lora] [--labels k=v,..] [--wait] ...",
+      ConnectionFlagsAnd({"model", "calib", "out", "format", "nsamples", "seq_len", "seed", "calib_sampling",
+                          "method", "bits", "group_size", "sym", "asym", "act_order", "static_groups", "mse",
+                          "damp", "lora_rank", "refine_iters", "lora_a_bits", "act_bits", "propagation",
+                          "batch_seqs", "eval_text", "eval_tokens", "eval_windows", "priority", "max_workers",
+                          "labels", "request_id", "wait", "reconnect_timeout"}),
+      kClientNotes};
+  return spec;
+}
+
+const CommandSpec& WatchSpec() {
+  static const CommandSpec spec{"watch", "caliber watch JOB_ID [--reconnect-timeout 5m]",
+                                ConnectionFlagsAnd({"reconnect_timeout"}), kClientNotes};
+  return spec;
+}
+
+const CommandSpec& StatusSpec() {
+  static const CommandSpec spec{"status", "caliber status JOB_ID", ConnectionFlagsAnd({}), kClientNotes};
+  return spec;
+}
+
+const CommandSpec& ListSpec() {
+  static const CommandSpec spec{"list", "caliber list [--page-size 50]", ConnectionFlagsAnd({"page_size"}),
+                                kClientNotes};
+  return spec;
+}
+
+const CommandSpec& CancelSpec() {
+  static const CommandSpec spec{"cancel", "caliber cancel JOB_ID", ConnectionFlagsAnd({}), kClientNotes};
+  return spec;
+}
+
+// Follows the job through coordinator restarts (cli/watch_follow.h).
+int Follow(const char* command, ServiceClient client, const std::string& job_id) {
+  FollowOptions options;
+  options.command = command;
+  options.coordinator = CoordinatorAddress();
+  options.reconnect_timeout = absl::GetFlag(FLAGS_reconnect_timeout);
+  return FollowJob(std::move(client), ConnectFromFlags, job_id, options);
+}
+
+// --reconnect-timeout must not be negative; "" when fine.
+std::string CheckReconnectTimeout() {
+  if (absl::GetFlag(FLAGS_reconnect_timeout) >= absl::ZeroDuration()) return "";
+  return absl::StrCat("--reconnect-timeout must be >= 0, got ",
+                      absl::FormatDuration(absl::GetFlag(FLAGS_reconnect_timeout)));
 }
 
 absl::StatusOr<v1::SubmitQuantJobRequest> RequestFromFlags() {
@@ -124,10 +168,9 @@ absl::StatusOr<v1::SubmitQuantJobRequest> RequestFromFlags() {
   spec.set_batch_seqs(absl::GetFlag(FLAGS_batch_seqs));
   spec.set_priority(absl::GetFlag(FLAGS_priority));
   spec.set_max_workers(absl::GetFlag(FLAGS_max_workers));
-  for (absl::string_view kv : absl::StrSplit(absl::GetFlag(FLAGS_labels), ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> p2 = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-    (*spec.mutable_labels())[p2.first] = p2.second;
-  }
+  absl::StatusOr<std::map<std::string, std::string>> labels = ParseLabels(absl::GetFlag(FLAGS_labels));
+  if (!labels.ok()) return labels.status();
+  spec.mutable_labels()->insert(labels->begin(), labels->end());
   const std::string eval = !absl::GetFlag(FLAGS_eval_text).empty() ? absl::GetFlag(FLAGS_eval_text)
                                                                     : absl::GetFlag(FLAGS_eval_tokens);
   if (!eval.empty()) {
@@ -140,25 +183,19 @@ absl::StatusOr<v1::SubmitQuantJobRequest> RequestFromFlags() {
   return request;
 }
 
-std::vector<char*> Parse(int argc, char** argv, const char* usage) {
-  absl::SetProgramUsageMessage(usage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  // CALIBER_COORDINATOR, CALIBER_TOKEN_FILE, ... for flags not given on the command line.
-  if (absl::Status s = runtime::ApplyEnvOverrides(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "caliber: %s\n", s.ToString().c_str());
-    std::exit(2);
-  }
-  return args;
-}
-
 }  // namespace
 
 int RunSubmit(int argc, char** argv) {
-  Parse(argc, argv, "caliber submit --model URI --calib URI --out URI [--method gptq_lora] [--wait] ...");
+  const CommandSpec& spec = SubmitSpec();
+  const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/true);
+  if (parsed.exit_code) return *parsed.exit_code;
+  if (!parsed.args.empty()) return UsageError(spec, absl::StrCat("unexpected argument '", parsed.args[0], "'"));
+  if (const std::string bad = CheckReconnectTimeout(); !bad.empty()) return UsageError(spec, bad);
+  // The request is checked before any connection: its errors are the command line's.
+  absl::StatusOr<v1::SubmitQuantJobRequest> request = RequestFromFlags();
+  if (!request.ok()) return UsageError(spec, std::string(request.status().message()));
   absl::StatusOr<ServiceClient> client = ConnectFromFlags();
   if (!client.ok()) return Report("submit", client.status());
-  absl::StatusOr<v1::SubmitQuantJobRequest> request = RequestFromFlags();
-  if (!request.ok()) return Report("submit", request.status());
   v1::QuantJob job;
   auto context = client->Context(120);
   if (grpc::Status s = client->stub->SubmitQuantJob(context.get(), *request, &job); !s.ok()) {
@@ -166,35 +203,43 @@ int RunSubmit(int argc, char** argv) {
   }
   std::printf("%s\n", job.job_id().c_str());
   std::fflush(stdout);
-  return absl::GetFlag(FLAGS_wait) ? Follow(*client, job.job_id()) : 0;
+  return absl::GetFlag(FLAGS_wait) ? Follow("submit", *std::move(client), job.job_id()) : kExitOk;
 }
 
 int RunWatch(int argc, char** argv) {
-  std::vector<char*> args = Parse(argc, argv, "caliber watch JOB_ID");
-  if (args.size() != 2) return Report("watch", absl::InvalidArgumentError("expected one job id"));
+  const CommandSpec& spec = WatchSpec();
+  const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/true);
+  if (parsed.exit_code) return *parsed.exit_code;
+  if (parsed.args.size() != 1) return UsageError(spec, "expected one job id");
+  if (const std::string bad = CheckReconnectTimeout(); !bad.empty()) return UsageError(spec, bad);
   absl::StatusOr<ServiceClient> client = ConnectFromFlags();
   if (!client.ok()) return Report("watch", client.status());
-  return Follow(*client, args[1]);
+  return Follow("watch", *std::move(client), parsed.args[0]);
 }
 
 int RunStatus(int argc, char** argv) {
-  std::vector<char*> args = Parse(argc, argv, "caliber status JOB_ID");
-  if (args.size() != 2) return Report("status", absl::InvalidArgumentError("expected one job id"));
+  const CommandSpec& spec = StatusSpec();
+  const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/true);
+  if (parsed.exit_code) return *parsed.exit_code;
+  if (parsed.args.size() != 1) return UsageError(spec, "expected one job id");
   absl::StatusOr<ServiceClient> client = ConnectFromFlags();
   if (!client.ok()) return Report("status", client.status());
   v1::GetQuantJobRequest request;
-  request.set_job_id(args[1]);
+  request.set_job_id(parsed.args[0]);
   v1::QuantJob job;
   auto context = client->Context();
   if (grpc::Status s = client->stub->GetQuantJob(context.get(), request, &job); !s.ok()) {
     return Report("status", FromGrpc(s));
   }
   std::printf("%s", JobDetails(job).c_str());
-  return 0;
+  return kExitOk;
 }
 
 int RunList(int argc, char** argv) {
-  Parse(argc, argv, "caliber list [--page-size N]");
+  const CommandSpec& spec = ListSpec();
+  const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/true);
+  if (parsed.exit_code) return *parsed.exit_code;
+  if (!parsed.args.empty()) return UsageError(spec, absl::StrCat("unexpected argument '", parsed.args[0], "'"));
   absl::StatusOr<ServiceClient> client = ConnectFromFlags();
   if (!client.ok()) return Report("list", client.status());
   v1::ListQuantJobsRequest request;
@@ -208,23 +253,25 @@ int RunList(int argc, char** argv) {
     for (const v1::QuantJob& job : response.jobs()) std::printf("%s\n", JobLine(job).c_str());
     request.set_page_token(response.next_page_token());
   } while (!request.page_token().empty());
-  return 0;
+  return kExitOk;
 }
 
 int RunCancel(int argc, char** argv) {
-  std::vector<char*> args = Parse(argc, argv, "caliber cancel JOB_ID");
-  if (args.size() != 2) return Report("cancel", absl::InvalidArgumentError("expected one job id"));
+  const CommandSpec& spec = CancelSpec();
+  const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/true);
+  if (parsed.exit_code) return *parsed.exit_code;
+  if (parsed.args.size() != 1) return UsageError(spec, "expected one job id");
   absl::StatusOr<ServiceClient> client = ConnectFromFlags();
   if (!client.ok()) return Report("cancel", client.status());
   v1::CancelQuantJobRequest request;
-  request.set_job_id(args[1]);
+  request.set_job_id(parsed.args[0]);
   v1::QuantJob job;
   auto context = client->Context();
   if (grpc::Status s = client->stub->CancelQuantJob(context.get(), request, &job); !s.ok()) {
     return Report("cancel", FromGrpc(s));
   }
   std::printf("%s\n", JobLine(job).c_str());
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace caliber::cli

@@ -26,27 +26,38 @@ constexpr Command kCommands[] = {
     {"cancel", "cancel a job", caliber::cli::RunCancel},
 };
 
-void PrintUsage() {
-  std::fprintf(stderr, "usage: caliber <command> [flags]\n\ncommands:\n");
+void PrintUsage(std::FILE* out) {
+  std::fprintf(out, "usage: caliber <command> [flags]\n\ncommands:\n");
   for (const Command& c : kCommands) {
-    std::fprintf(stderr, "  %-10.*s %.*s\n", static_cast<int>(c.name.size()), c.name.data(),
+    std::fprintf(out, "  %-10.*s %.*s\n", static_cast<int>(c.name.size()), c.name.data(),
                  static_cast<int>(c.summary.size()), c.summary.data());
   }
-  std::fprintf(stderr, "\n`caliber <command> --help` lists a command's flags.\n");
+  std::fprintf(out, "\n`caliber <command> --help` lists a command's flags.\n");
+}
+
+bool AsksForHelp(const char* arg) {
+  for (const char* h : {"--help", "-h", "--helpshort", "--helpfull", "-help", "-helpfull"}) {
+    if (std::strcmp(arg, h) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
-    PrintUsage();
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    PrintUsage(stderr);
+    return 2;
+  }
+  if (AsksForHelp(argv[1])) {
+    PrintUsage(stdout);
+    return 0;
   }
   caliber::runtime::NormalizeFlagNames(argc, argv);
   for (const Command& c : kCommands) {
     if (c.name == argv[1]) return c.run(argc - 1, argv + 1);
   }
   std::fprintf(stderr, "caliber: unknown command '%s'\n", argv[1]);
-  PrintUsage();
+  PrintUsage(stderr);
   return 2;
 }

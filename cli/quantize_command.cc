@@ -16,10 +16,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/command_line.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "cli/progress_bar.h"
@@ -458,16 +457,20 @@ absl::Status Quantize() {
 }  // namespace
 
 int RunQuantize(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  static const CommandSpec spec{
+      "quantize",
       "caliber quantize --model DIR --calib FILE --out DIR "
-      "[--method rtn|gptq|gptq_lora|heroq_gptq|heroq_gptq_lora] "
-      "[--bits 4] [--group-size 128] [--act-order] [--sym|--asym] [--damp 0.01] "
-      "[--lora-rank 32] [--refine-iters K] [--act-bits 16|8] [--nsamples 128] [--seq-len 256] "
-      "[--seed 0] [--transform none|quarot|smoothquant|heroq] [--heroq-start best|hadamard] "
-      "[--heroq-iterations 100] "
-      "[--heroq-lambda 0.05] [--heroq-rotation-step 0.05] [--heroq-diagonal-step 0.05] "
-      "[--transform-seed 0] [--smooth-alpha 0.5]");
-  absl::ParseCommandLine(argc, argv);
+      "[--method rtn|gptq|gptq_lora|heroq_gptq|heroq_gptq_lora] [--bits 4] [--group-size 128] "
+      "[--transform none|quarot|smoothquant|heroq] [--eval-tokens FILE] ...",
+      {"model", "calib", "out", "format", "method", "bits", "group_size", "act_order", "static_groups", "sym",
+       "asym", "mse", "damp", "lora_rank", "lora_a_bits", "refine_iters", "act_bits", "nsamples", "seq_len",
+       "seed", "calib_sampling", "propagation", "hessian_precision", "batch_seqs", "transform", "heroq_start",
+       "heroq_iterations", "heroq_lambda", "heroq_rotation_step", "heroq_diagonal_step", "transform_seed",
+       "smooth_alpha", "eval_tokens", "eval_text", "eval_windows", "eval_baseline", "json"},
+      "Exit codes: 0 ok, 1 the quantization failed or was refused, 2 usage error."};
+  const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/false);
+  if (parsed.exit_code) return *parsed.exit_code;
+  if (!parsed.args.empty()) return UsageError(spec, "unexpected argument '" + parsed.args[0] + "'");
   if (absl::Status s = Quantize(); !s.ok()) {
     std::fprintf(stderr, "caliber quantize: %s\n", s.ToString().c_str());
     return 1;

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/exit_codes.h"
 #include "grpcpp/grpcpp.h"
 #include "services/auth/call_credentials.h"
 #include "services/auth/tls.h"
@@ -42,6 +43,8 @@ absl::StatusOr<ServiceClient> ConnectFromFlags() {
   }
   return client;
 }
+
+std::string CoordinatorAddress() { return absl::GetFlag(FLAGS_coordinator); }
 
 std::string JobLine(const v1::QuantJob& job) {
   const int done = job.layers_done(), total = std::max(1, job.layers_total());
@@ -88,9 +91,9 @@ std::string JobDetails(const v1::QuantJob& job) {
 
 int ExitCodeOf(const v1::QuantJob& job) {
   switch (job.state()) {
-    case v1::SUCCEEDED: return 0;
-    case v1::CANCELLED: return 3;
-    default: return 1;
+    case v1::SUCCEEDED: return kExitOk;
+    case v1::CANCELLED: return kExitCancelled;
+    default: return kExitFailed;
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "caliber/v1/quant_service.grpc.pb.h"
@@ -20,12 +21,17 @@ struct ServiceClient {
 
 // From --coordinator, --token-file, --tls-ca/--tls-cert/--tls-key/--tls-server-name.
 absl::StatusOr<ServiceClient> ConnectFromFlags();
+// --coordinator.
+std::string CoordinatorAddress();
+// The names of the flags ConnectFromFlags reads, for the commands' flag lists.
+inline constexpr std::string_view kConnectionFlags[] = {"coordinator", "token_file", "tls_ca",
+                                                        "tls_cert",    "tls_key",    "tls_server_name"};
 
 // One line: id, state, phase, layers, stages; and the detailed form for `caliber status`.
 std::string JobLine(const v1::QuantJob& job);
 std::string JobDetails(const v1::QuantJob& job);
 
-// Exit code for a terminal job: 0 succeeded, 1 failed, 3 cancelled.
+// Exit code for a terminal job (cli/exit_codes.h): 0 succeeded, 1 failed, 3 cancelled.
 int ExitCodeOf(const v1::QuantJob& job);
 
 }  // namespace caliber::cli

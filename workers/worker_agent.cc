@@ -1,5 +1,6 @@
 #include "workers/worker_agent.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -142,7 +143,38 @@ void WorkerAgent::CancelAll() {
   for (auto& [id, r] : running_) r->cancelled.store(true);
 }
 
-void WorkerAgent::Run() {
+absl::Status WorkerAgent::OnCoordinatorError(const absl::Status& status, absl::Duration& retry_in) {
+  const char* id = options_.worker_id.c_str();
+  const bool refused =
+      status.code() == absl::StatusCode::kUnauthenticated || status.code() == absl::StatusCode::kPermissionDenied;
+  int suppressed = 0;
+  if (!refused) {
+    // Unreachable or restarting: not an answer, so it neither counts nor resets the refusals.
+    retry_in = absl::Milliseconds(500);
+    if (coordinator_errors_.ShouldLog(status.ToString(), suppressed)) {
+      std::fprintf(stderr, "caliber-worker %s: cannot reach the coordinator at %s: %s (retrying%s)\n", id,
+                   options_.coordinator.c_str(), status.ToString().c_str(),
+                   suppressed > 0 ? absl::StrCat("; ", suppressed, " more like it").c_str() : "");
+    }
+    return absl::OkStatus();
+  }
+  ++refusals_;
+  const int max = options_.max_auth_refusals;
+  const bool give_up = max > 0 && refusals_ >= max;
+  if (coordinator_errors_.ShouldLog(status.ToString(), suppressed) || give_up) {
+    std::fprintf(stderr,
+                 "caliber-worker %s: the coordinator at %s refused this worker: %s (refusal %d%s in a row; "
+                 "is --worker-token-file the coordinator's?)%s\n",
+                 id, options_.coordinator.c_str(), status.ToString().c_str(), refusals_,
+                 max > 0 ? absl::StrCat(" of ", max).c_str() : "", give_up ? "; giving up" : "");
+  }
+  if (give_up) return status;
+  // A wrong token stays wrong: back off instead of hammering the coordinator.
+  retry_in = std::min(absl::Milliseconds(500) * (1 << std::min(refusals_ - 1, 4)), absl::Seconds(8));
+  return absl::OkStatus();
+}
+
+absl::Status WorkerAgent::Run() {
   int interval_ms = 500;
   while (true) {
     {
@@ -158,10 +190,14 @@ void WorkerAgent::Run() {
       absl::StatusOr<v1::RegisterWorkerResponse> reg = Register();
       if (!reg.ok()) {
         if (metrics_) metrics_->SetConnected(false);
+        absl::Duration retry_in;
+        if (absl::Status give_up = OnCoordinatorError(reg.status(), retry_in); !give_up.ok()) return give_up;
         absl::MutexLock lock(&mu_);
-        mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(500));
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), retry_in);
         continue;
       }
+      refusals_ = 0;
+      coordinator_errors_.Reset();
       interval_ms = std::max(50, reg->heartbeat_interval_ms());
       absl::MutexLock lock(&mu_);
       session_ = reg->session_id();
@@ -183,6 +219,14 @@ void WorkerAgent::Run() {
     v1::HeartbeatResponse response;
     auto context = NewContext(std::max(2000, 4 * interval_ms));
     const grpc::Status s = stub_->Heartbeat(context.get(), request, &response);
+    absl::Duration wait = absl::Milliseconds(interval_ms);
+    if (!s.ok()) {
+      if (absl::Status give_up = OnCoordinatorError(FromGrpc(s), wait); !give_up.ok()) return give_up;
+      wait = std::max(wait, absl::Milliseconds(interval_ms));
+    } else {
+      refusals_ = 0;
+      coordinator_errors_.Reset();
+    }
     {
       absl::MutexLock lock(&mu_);
       if (!s.ok()) {
@@ -206,9 +250,10 @@ void WorkerAgent::Run() {
           }
         }
       }
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(interval_ms));
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), wait);
     }
   }
+  return absl::OkStatus();
 }
 
 void WorkerAgent::Stop() {

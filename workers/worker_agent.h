@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "caliber/v1/worker_protocol.grpc.pb.h"
 #include "services/auth/tls.h"
+#include "workers/repeat_limiter.h"
 #include "workers/stage_runner.h"
 
 namespace caliber::workers {
@@ -27,6 +28,9 @@ struct WorkerOptions {
   std::string work_dir;
   std::string token;               // worker token presented to the coordinator and peers
   auth::TlsOptions tls;            // client side (to coordinator and peers)
+  // Consecutive UNAUTHENTICATED / PERMISSION_DENIED answers (wrong or missing worker token)
+  // after which Run() gives up; 0: never. Retries back off from 0.5 s to 8 s meanwhile.
+  int max_auth_refusals = 10;
 };
 
 class WorkerAgent {
@@ -35,8 +39,10 @@ class WorkerAgent {
               metrics::WorkerMetrics* metrics);
   ~WorkerAgent();
 
-  // Runs until Stop(): registration, heartbeats, assignments.
-  void Run();
+  // Runs until Stop() (-> OK): registration, heartbeats, assignments. Returns the last
+  // refusal (UNAUTHENTICATED / PERMISSION_DENIED) once the coordinator has refused
+  // max_auth_refusals calls in a row.
+  absl::Status Run();
   // Stops heartbeating, cancels running stages and waits for them.
   void Stop();
 
@@ -48,6 +54,10 @@ class WorkerAgent {
     std::string input_uri;  // guarded by mu_
   };
   absl::StatusOr<v1::RegisterWorkerResponse> Register();
+  // Logs a failed Register/Heartbeat (rate-limited) and counts refusals; returns the status to
+  // give up with once there were max_auth_refusals in a row, else OK; `retry_in` is the wait
+  // before the next attempt.
+  absl::Status OnCoordinatorError(const absl::Status& status, absl::Duration& retry_in);
   void StartAssignment(const v1::StageAssignment& assignment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -68,6 +78,9 @@ class WorkerAgent {
   std::string session_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<Running>> running_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<grpc::Channel>> peers_ ABSL_GUARDED_BY(mu_);
+  // Used by the Run() thread only.
+  int refusals_ = 0;  // consecutive
+  RepeatLimiter coordinator_errors_{absl::Seconds(30)};
 };
 
 }  // namespace caliber::workers

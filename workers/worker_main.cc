@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -32,6 +31,10 @@ ABSL_FLAG(std::string, worker_id, "", "stable worker name (default: hostname-pid
 ABSL_FLAG(int64_t, memory_mb, 8192, "memory this worker offers a stage");
 ABSL_FLAG(std::string, device, "cpu", "cpu (CUDA workers: issue 6)");
 ABSL_FLAG(std::string, work_dir, "", "local scratch (default: a temp dir)");
+ABSL_FLAG(int, max_auth_refusals, 10,
+          "exit 1 after the coordinator refuses this many calls in a row (UNAUTHENTICATED or "
+          "PERMISSION_DENIED: a missing or wrong --worker-token-file); retries back off to 8 s, so "
+          "10 is about a minute; 0: retry forever");
 
 namespace caliber {
 namespace {
@@ -80,18 +83,29 @@ int Run() {
   }
   options.token = *token;
   options.tls = daemon::TlsFromFlags();
+  options.max_auth_refusals = absl::GetFlag(FLAGS_max_auth_refusals);
+  if (options.max_auth_refusals < 0) {
+    return daemon::Fail("flags", absl::InvalidArgumentError("--max-auth-refusals must be >= 0"));
+  }
   workers::WorkerAgent agent(options, **storage, inbox, &worker_metrics);
-  std::thread agent_thread([&agent]() { agent.Run(); });
   daemon::Announce("caliber-worker " + options.worker_id, port, metrics_server->get());
 
-  const int sig = runtime::WaitForTerminationSignal();
-  std::fprintf(stderr, "caliber-worker %s: signal %d, finishing the current layer\n", options.worker_id.c_str(), sig);
-  // Finished layers are stored and reported; the stage's rest moves to another worker.
+  // The agent runs here until a signal stops it or the coordinator keeps refusing us.
+  runtime::TerminationWaiter waiter([&agent, &options](int sig) {
+    std::fprintf(stderr, "caliber-worker %s: signal %d, finishing the current layer\n", options.worker_id.c_str(), sig);
+    // Finished layers are stored and reported; the stage's rest moves to another worker.
+    agent.Stop();
+  });
+  const absl::Status run = agent.Run();
+  waiter.Stop();
   agent.Stop();
-  agent_thread.join();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   std::error_code ec;
   std::filesystem::remove_all(options.work_dir, ec);
+  if (!run.ok()) {
+    std::fprintf(stderr, "caliber-worker %s: stopped: %s\n", options.worker_id.c_str(), run.ToString().c_str());
+    return 1;
+  }
   std::fprintf(stderr, "caliber-worker %s: stopped\n", options.worker_id.c_str());
   return 0;
 }
