@@ -159,6 +159,7 @@ absl::StatusOr<v1::QuantJob> JobManager::Submit(const auth::Tenant& tenant,
   absl::StatusOr<bool> exists = OutputExists(storage_, spec.output_uri());
   if (!exists.ok()) return reject(exists.status());
   if (*exists) return reject(absl::AlreadyExistsError(absl::StrCat("output ", spec.output_uri(), " already exists")));
+  if (absl::Status s = storage_.CheckWritable(spec.output_uri()); !s.ok()) return reject(s);
 
   absl::MutexLock lock(&mu_);
   if (!request.request_id().empty()) {  // a concurrent twin may have won the race

@@ -13,6 +13,11 @@ ABSL_FLAG(std::string, s3_endpoint, "", "S3 endpoint URL (MinIO, moto, ...); def
 ABSL_FLAG(std::string, s3_region, "us-east-1", "S3 region");
 ABSL_FLAG(bool, s3_path_style, true, "path-style S3 addressing (bucket in the path)");
 ABSL_FLAG(int, s3_retry_budget_ms, 60000, "give up on an unavailable object store after this long");
+ABSL_FLAG(int, s3_request_timeout_ms, 30000,
+          "one S3 request fails (and is retried) when no byte moved for this long; also the base of its total limit");
+ABSL_FLAG(int, s3_connect_timeout_ms, 10000, "connecting to the S3 endpoint (TCP and TLS) may take this long");
+ABSL_FLAG(int, s3_min_throughput_kib_per_s, 1024,
+          "a request's total limit allows its bytes at this rate, on top of --s3-request-timeout-ms");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this endpoint (enables TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify peers");
@@ -38,6 +43,9 @@ absl::StatusOr<std::unique_ptr<storage::Storage>> MakeStorage(storage::StorageOb
   o.s3.region = absl::GetFlag(FLAGS_s3_region);
   o.s3.path_style = absl::GetFlag(FLAGS_s3_path_style);
   o.s3.retry_budget_ms = absl::GetFlag(FLAGS_s3_retry_budget_ms);
+  o.s3.request_timeout_ms = absl::GetFlag(FLAGS_s3_request_timeout_ms);
+  o.s3.connect_timeout_ms = absl::GetFlag(FLAGS_s3_connect_timeout_ms);
+  o.s3.min_throughput_bytes_per_s = int64_t{absl::GetFlag(FLAGS_s3_min_throughput_kib_per_s)} * 1024;
   o.observer = observer;
   return storage::Storage::Create(std::move(o));
 }

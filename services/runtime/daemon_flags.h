@@ -17,7 +17,8 @@ class Registry;
 namespace caliber::daemon {
 
 // --file-roots (comma-separated; default: the working directory), --s3-endpoint,
-// --s3-region, --s3-path-style, --s3-retry-budget-ms; credentials from the AWS environment.
+// --s3-region, --s3-path-style, --s3-retry-budget-ms, --s3-request-timeout-ms,
+// --s3-connect-timeout-ms, --s3-min-throughput-kib-per-s; credentials from the AWS environment.
 absl::StatusOr<std::unique_ptr<storage::Storage>> MakeStorage(storage::StorageObserver* observer);
 // --tls-cert, --tls-key, --tls-ca, --tls-server-name.
 auth::TlsOptions TlsFromFlags();

@@ -405,4 +405,25 @@ absl::StatusOr<std::vector<std::string>> FileStore::List(std::string_view prefix
   return result;
 }
 
+absl::Status FileStore::CheckWritable(std::string_view prefix) {
+  absl::StatusOr<fs::path> path = Confine(prefix);
+  if (!path.ok()) return path.status();
+  // Confine resolved every symlink, so the first existing ancestor is a real entry.
+  fs::path existing = *path;
+  std::error_code ec;
+  while (!fs::exists(fs::symlink_status(existing, ec)) && existing.has_relative_path()) {
+    existing = existing.parent_path();
+  }
+  if (!fs::is_directory(existing, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Quoted(prefix), ": ", Quoted(existing.string()),
+                     " exists and is not a directory, so nothing can be written under it"));
+  }
+  if (::access(existing.c_str(), W_OK | X_OK) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(Quoted(prefix), ": cannot create entries in ",
+                                                   Quoted(existing.string())));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace caliber::storage

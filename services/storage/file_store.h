@@ -48,6 +48,9 @@ class FileStore : public ObjectStore {
   // directory if it is empty; never a root. rmdir takes only empty directories, so a writer's
   // temporary file keeps its directory.
   absl::Status RemoveEmptyPrefix(std::string_view prefix) override;
+  // Confined like any key; then the prefix, or else its nearest existing ancestor (Put creates
+  // the directories in between), must be a directory this process may create entries in.
+  absl::Status CheckWritable(std::string_view prefix) override;
 
  private:
   FileStore(std::vector<std::filesystem::path> roots, StorageObserver* observer)

@@ -55,6 +55,12 @@ class ObjectStore {
     (void)prefix;
     return absl::OkStatus();
   }
+  // OK if objects can be created under `prefix` (a "directory" such as a job's output), so a
+  // job can be refused at submission rather than when it writes its first result: NotFound
+  // when the container does not exist (an S3 bucket; for files, never: directories are
+  // created), PermissionDenied when writing there is refused, FailedPrecondition when the
+  // prefix names something that cannot hold objects (a regular file).
+  virtual absl::Status CheckWritable(std::string_view prefix) = 0;
 };
 
 }  // namespace caliber::storage

@@ -12,6 +12,11 @@ std::chrono::milliseconds RetryBudget::elapsed() const {
                                                                start_);
 }
 
+std::chrono::milliseconds RetryBudget::left() const {
+  return std::max(std::chrono::milliseconds(options_.retry_budget_ms) - elapsed(),
+                  std::chrono::milliseconds(0));
+}
+
 std::optional<std::chrono::milliseconds> RetryBudget::NextDelay() {
   if (attempts_ >= options_.max_attempts) return std::nullopt;
   // Doubling in 64 bits, capped before it can overflow.

@@ -32,6 +32,8 @@ class RetryBudget {
 
   int attempts() const { return attempts_; }
   std::chrono::milliseconds elapsed() const;
+  // What is left of the budget (0 once it is spent): the next try's timeouts shrink to it.
+  std::chrono::milliseconds left() const;
 
  private:
   RetryOptions options_;

@@ -55,7 +55,10 @@ struct Transfer {
   int body_fd = -1;
   int64_t body_pos = 0;
   curl_off_t last_moved = -1;
+  std::chrono::steady_clock::time_point start;
   std::chrono::steady_clock::time_point last_progress;
+  int64_t total_limit_ms = 0;  // the total bound last checked, for the error message
+  int64_t total_bytes = 0;     // the bytes it allowed for
 };
 
 size_t ReadBody(char* buffer, size_t size, size_t count, void* user) {
@@ -147,17 +150,26 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   return total;
 }
 
-int OnProgress(void* user, curl_off_t, curl_off_t downloaded, curl_off_t, curl_off_t uploaded) {
+// Called at least about once a second, and on every chunk moved: the stall and total bounds.
+int OnProgress(void* user, curl_off_t download_total, curl_off_t downloaded,
+               curl_off_t upload_total, curl_off_t uploaded) {
   auto* t = static_cast<Transfer*>(user);
+  const RequestTimeouts& limits = t->request->timeouts;
   const auto now = std::chrono::steady_clock::now();
+  // The bytes are known for the body and, after the headers, for the response; a response of
+  // unknown length (chunked) earns its allowance as it arrives.
   const curl_off_t moved = downloaded + uploaded;
   if (moved != t->last_moved) {
     t->last_moved = moved;
     t->last_progress = now;
-    return 0;
+  } else if (now - t->last_progress > std::chrono::milliseconds(limits.wait_ms)) {
+    t->response->idle_timeout = true;  // checked first: a stall is the more precise diagnosis
+    return 1;                          // abort
   }
-  if (now - t->last_progress > std::chrono::milliseconds(t->request->idle_timeout_ms)) {
-    t->response->idle_timeout = true;
+  t->total_bytes = std::max(download_total, downloaded) + std::max(upload_total, uploaded);
+  t->total_limit_ms = limits.TotalMs(t->total_bytes);
+  if (now - t->start > std::chrono::milliseconds(t->total_limit_ms)) {
+    t->response->total_timeout = true;
     return 1;  // abort
   }
   return 0;
@@ -249,7 +261,8 @@ HttpResponse S3HttpClient::Perform(const HttpRequest& request,
     return response;
   }
   Transfer t{&request, &response, curl};
-  t.last_progress = std::chrono::steady_clock::now();
+  t.start = std::chrono::steady_clock::now();
+  t.last_progress = t.start;
   const bool has_body = request.method == "PUT" || request.method == "POST";
   if (has_body && !request.body_file.empty()) {
     t.body_fd = ::open(request.body_file.c_str(), O_RDONLY | O_CLOEXEC);
@@ -276,7 +289,7 @@ HttpResponse S3HttpClient::Perform(const HttpRequest& request,
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "caliber-storage/1");
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout_ms));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.timeouts.connect_ms));
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
@@ -329,7 +342,13 @@ HttpResponse S3HttpClient::Perform(const HttpRequest& request,
     response.transient = IsTransient(code) && response.local_error.ok();
     if (response.idle_timeout) {
       response.transient = true;
-      response.transport_error = absl::StrCat("no data moved for ", request.idle_timeout_ms, " ms");
+      response.transport_error = absl::StrCat("no data moved for ", request.timeouts.wait_ms, " ms");
+    } else if (response.total_timeout) {
+      response.transient = true;
+      response.transport_error = absl::StrCat(
+          "request took longer than its limit of ", t.total_limit_ms, " ms (",
+          request.timeouts.wait_ms, " ms plus ", t.total_bytes, " bytes at ",
+          request.timeouts.min_bytes_per_second, " bytes/s)");
     }
   }
 

@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "services/storage/atomic_file.h"
+#include "services/storage/request_timeouts.h"
 #include "services/storage/s3_credentials.h"
 
 namespace caliber::storage {
@@ -58,16 +59,17 @@ struct HttpRequest {
   // bodies always go to HttpResponse::body.
   AtomicFileWriter* sink = nullptr;
 
-  // The exchange fails (as a timeout) if no byte moves either way for this long.
-  int64_t idle_timeout_ms = 120000;
-  int64_t connect_timeout_ms = 10000;
+  // Connect, stall (no byte moving either way) and total bounds; see request_timeouts.h. The
+  // total counts the body's length and, once the response announces it, the response's.
+  RequestTimeouts timeouts;
 };
 
 struct HttpResponse {
   long status = 0;              // 0: no HTTP response (see transport_error)
   int curl_code = 0;            // CURLcode of the transfer
   std::string transport_error;  // curl's description when curl_code != 0
-  bool idle_timeout = false;    // aborted because nothing moved for idle_timeout_ms
+  bool idle_timeout = false;    // aborted: nothing moved for timeouts.wait_ms
+  bool total_timeout = false;   // aborted: the exchange outlasted its total bound
   // The transport failed in a way a new try may not (refused or reset connection, DNS,
   // timeout, truncated response); false for errors like a malformed URL or a TLS
   // certificate that does not verify.

@@ -38,7 +38,7 @@ bool ValidBucket(std::string_view bucket) {
 
 // "HTTP 403 AccessDenied: Access Denied" or "curl error 7: Failed to connect ...".
 std::string Describe(const HttpResponse& r) {
-  if (r.curl_code != 0 && (r.status == 0 || r.idle_timeout)) {
+  if (r.curl_code != 0 && (r.status == 0 || r.idle_timeout || r.total_timeout)) {
     return absl::StrCat("curl error ", r.curl_code, ": ", r.transport_error);
   }
   std::string out = absl::StrCat("HTTP ", r.status);
@@ -83,9 +83,11 @@ absl::StatusOr<std::unique_ptr<S3Store>> S3Store::Create(const S3Options& option
         absl::StrCat("S3 max_attempts must be at least 1, not ", options.max_attempts));
   }
   if (options.initial_backoff_ms < 0 || options.max_backoff_ms < 0 || options.retry_budget_ms < 0 ||
-      options.request_timeout_ms <= 0) {
+      options.request_timeout_ms <= 0 || options.connect_timeout_ms <= 0 ||
+      options.min_throughput_bytes_per_s <= 0) {
     return absl::InvalidArgumentError(
-        "S3 backoffs and retry budget must be >= 0 and request_timeout_ms > 0");
+        "S3 backoffs and retry budget must be >= 0, and request_timeout_ms, connect_timeout_ms "
+        "and min_throughput_bytes_per_s > 0");
   }
   if (options.multipart_part_size < kMinPartSize || options.multipart_part_size > kMaxPartSize) {
     return absl::InvalidArgumentError(
@@ -140,6 +142,8 @@ S3Store::S3Store(const S3Options& options, StorageObserver* observer, const EnvL
       endpoint_(std::move(endpoint)),
       retry_{options.max_attempts, options.initial_backoff_ms, options.max_backoff_ms,
              options.retry_budget_ms},
+      timeouts_{options.connect_timeout_ms, options.request_timeout_ms,
+                options.min_throughput_bytes_per_s},
       credentials_(options, env),
       http_(region_) {}
 
@@ -190,8 +194,7 @@ S3Store::Call S3Store::NewCall(std::string op, std::string method, const Object&
   call.what = absl::StrCat(method, " ", object.Uri());
   call.request.method = std::move(method);
   call.request.url = Url(object, query);
-  call.request.idle_timeout_ms = options_.request_timeout_ms;
-  call.request.connect_timeout_ms = options_.request_timeout_ms;
+  call.request.timeouts = timeouts_;
   return call;
 }
 
@@ -200,8 +203,16 @@ absl::StatusOr<HttpResponse> S3Store::Execute(Call& call) {
   if (!credentials.ok()) {
     return Annotate(credentials.status(), absl::StrCat(call.what, ": S3 credentials"));
   }
-  RetryBudget budget(retry_, kJitterSeed + calls_.fetch_add(1, std::memory_order_relaxed));
+  RetryOptions retry = retry_;
+  if (call.single_try) {
+    retry.max_attempts = 1;
+    retry.retry_budget_ms = 0;
+  }
+  RetryBudget budget(retry, kJitterSeed + calls_.fetch_add(1, std::memory_order_relaxed));
   for (;;) {
+    // Each try gets at most what is left of the budget (never less than the minimum wait), so
+    // a hung store cannot hold one try past it.
+    call.request.timeouts = timeouts_.Within(budget.left());
     if (call.request.sink != nullptr) {
       absl::Status reset = call.request.sink->Reset();
       if (!reset.ok()) return Annotate(reset, call.what);
@@ -224,8 +235,8 @@ absl::StatusOr<HttpResponse> S3Store::Execute(Call& call) {
     if (!delay.has_value()) {
       return absl::UnavailableError(absl::StrCat(
           call.what, ": giving up after ", budget.attempts(), " attempt(s) in ",
-          budget.elapsed().count(), " ms (max_attempts ", retry_.max_attempts, ", retry_budget_ms ",
-          retry_.retry_budget_ms, "); last error: ", Describe(response)));
+          budget.elapsed().count(), " ms (max_attempts ", retry.max_attempts, ", retry_budget_ms ",
+          retry.retry_budget_ms, "); last error: ", Describe(response)));
     }
     std::this_thread::sleep_for(*delay);
   }
@@ -344,6 +355,7 @@ absl::Status S3Store::PutMultipart(
     // until a lifecycle rule removes them.
     Call abort = NewCall("put", "DELETE", object, CanonicalQuery({{"uploadId", upload_id}}));
     abort.not_found_ok = true;
+    abort.single_try = true;
     (void)Execute(abort);
     return cause;
   };
@@ -460,6 +472,37 @@ absl::Status S3Store::Delete(std::string_view key) {
   Call call = NewCall("delete", "DELETE", *object);
   call.not_found_ok = true;
   return Execute(call).status();
+}
+
+absl::Status S3Store::CheckWritable(std::string_view prefix) {
+  absl::StatusOr<Object> object = ParseKey(prefix, /*need_object=*/false);
+  if (!object.ok()) return object.status();
+  Call head = NewCall("head", "HEAD", Object{object->bucket, ""});
+  absl::StatusOr<HttpResponse> found = Execute(head);
+  if (absl::IsNotFound(found.status())) {
+    return absl::NotFoundError(absl::StrCat("S3 bucket ", Quoted(object->bucket),
+                                            " does not exist (at ", endpoint_, ")"));
+  }
+  if (!found.ok()) return found.status();
+
+  // Credentials that may read the bucket may still not write to it: try.
+  std::string key = object->key;
+  while (!key.empty() && key.back() == '/') key.pop_back();
+  key = key.empty() ? std::string(kWriteProbeName) : absl::StrCat(key, "/", std::string(kWriteProbeName));
+  absl::StatusOr<Object> probe = ParseKey(absl::StrCat(object->bucket, "/", key), true);
+  if (!probe.ok()) return probe.status();
+  Call put = NewCall("put", "PUT", *probe);
+  put.what = absl::StrCat(put.what, " (write check)");
+  absl::StatusOr<HttpResponse> written = Execute(put);
+  if (absl::IsPermissionDenied(written.status())) {
+    return absl::PermissionDeniedError(absl::StrCat("may not write under ", object->Uri(), ": ",
+                                                    written.status().message()));
+  }
+  if (!written.ok()) return written.status();
+  Call remove = NewCall("delete", "DELETE", *probe);
+  remove.not_found_ok = true;
+  (void)Execute(remove);  // best effort: see the header
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> S3Store::List(std::string_view prefix) {

@@ -14,8 +14,13 @@
 //  - endpoint: S3Options::endpoint, else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else
 //    https://s3.<region>.amazonaws.com.
 //  - credentials: see s3_credentials.h.
-//  - request_timeout_ms bounds how long a request may go without moving a byte (connecting
-//    included), not its total duration: multi-gigabyte objects take as long as they take.
+//  - timeouts: every try of a request has a connect bound (connect_timeout_ms), a stall bound
+//    (request_timeout_ms without a byte moving) and a total bound (request_timeout_ms plus its
+//    bytes at min_throughput_bytes_per_s), the first two shrunk to what is left of the retry
+//    budget (request_timeouts.h). A request (with its retries) to a hung store therefore ends
+//    within retry_budget_ms plus 1 s plus its bytes / min throughput, and multi-gigabyte
+//    objects still get the time their size needs. Aborting a failed multipart upload is one
+//    try of about a second at most, not a second budget.
 #pragma once
 
 #include <atomic>
@@ -28,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "services/storage/object_store.h"
+#include "services/storage/request_timeouts.h"
 #include "services/storage/retry_policy.h"
 #include "services/storage/s3_credentials.h"
 #include "services/storage/s3_http.h"
@@ -65,6 +71,13 @@ class S3Store : public ObjectStore {
   absl::Status GetToFile(std::string_view key, const std::string& local_path) override;
   absl::Status Delete(std::string_view key) override;
   absl::StatusOr<std::vector<std::string>> List(std::string_view prefix) override;
+  // HEAD of the bucket (NotFound: "S3 bucket ... does not exist"), then a zero-byte probe
+  // object PUT under `prefix` and deleted again (PermissionDenied if the PUT is refused). The
+  // probe's DELETE is best effort: a store that allows writes but not deletes keeps it.
+  absl::Status CheckWritable(std::string_view prefix) override;
+
+  // The probe CheckWritable writes under the prefix.
+  static constexpr std::string_view kWriteProbeName = ".caliber-write-check";
 
  private:
   struct Object {
@@ -81,6 +94,9 @@ class S3Store : public ObjectStore {
     bool error_in_ok_body = false;
     // A 404 that means success (DELETE of a missing object).
     bool not_found_ok = false;
+    // One try within the minimum wait, no retries: clean-up after a failure (aborting a
+    // multipart upload) must not spend a second retry budget on a store that is down.
+    bool single_try = false;
   };
 
   S3Store(const S3Options& options, StorageObserver* observer, const EnvLookup& env,
@@ -110,6 +126,7 @@ class S3Store : public ObjectStore {
   std::string authority_;  // host[:port]
   std::string base_path_;  // "" or "/base"
   RetryOptions retry_;
+  RequestTimeouts timeouts_;
   S3CredentialsProvider credentials_;
   S3HttpClient http_;
   std::atomic<uint64_t> calls_{0};  // seeds each call's jitter

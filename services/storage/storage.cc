@@ -81,6 +81,12 @@ absl::Status Storage::CheckUri(std::string_view uri) const {
   return absl::OkStatus();
 }
 
+absl::Status Storage::CheckWritable(std::string_view uri_prefix) {
+  absl::StatusOr<Resolved> r = Resolve(uri_prefix);
+  if (!r.ok()) return r.status();
+  return r->store->CheckWritable(r->key);
+}
+
 absl::StatusOr<std::string> Storage::Read(std::string_view uri) {
   absl::StatusOr<Resolved> r = Resolve(uri);
   if (!r.ok()) return r.status();

@@ -28,14 +28,19 @@ struct S3Options {
   std::string session_token;
   std::string credentials_file;
   // Retries with exponential backoff (+ jitter) on 5xx, 429, timeouts and connection errors,
-  // until `retry_budget_ms` is spent; then Unavailable.
+  // until `retry_budget_ms` is spent; then Unavailable. The budget bounds each request with
+  // all its retries (a multipart upload makes several): each try's timeouts shrink to what is
+  // left of it (see request_timeouts.h), so a request to a hung store ends within the budget
+  // plus 1 s plus its bytes / min throughput, and the first such request fails the operation.
   int max_attempts = 8;
   int initial_backoff_ms = 100;
   int max_backoff_ms = 5000;
   int retry_budget_ms = 60000;
-  // A request fails (and is retried) when no byte has moved for this long; the total time of
-  // a large transfer is not limited.
-  int request_timeout_ms = 120000;
+  // One request (try) fails, and is retried, when no byte has moved for this long, or when it
+  // has lasted this long plus its bytes at `min_throughput_bytes_per_s`.
+  int request_timeout_ms = 30000;
+  int connect_timeout_ms = 10000;
+  int64_t min_throughput_bytes_per_s = 1 << 20;
   int64_t multipart_threshold = 64ll << 20;  // Put/PutFile above this use multipart upload
   int64_t multipart_part_size = 16ll << 20;  // >= 5 MiB (S3's minimum part)
 };
@@ -69,6 +74,9 @@ class Storage {
   // InvalidArgument for a URI that is malformed or of an unknown scheme; PermissionDenied for a
   // file:// path outside the roots. Does not touch the object.
   absl::Status CheckUri(std::string_view uri) const;
+  // Whether objects can be created under `uri_prefix` (an output location): see
+  // ObjectStore::CheckWritable. Touches the store.
+  absl::Status CheckWritable(std::string_view uri_prefix);
 
  private:
   explicit Storage(StorageOptions options);

@@ -319,5 +319,31 @@ TEST_F(FileStoreTest, ConfineReportsTheResolvedPath) {
   EXPECT_FALSE(fs::exists(root_ / "real/new"));  // confining touches nothing
 }
 
+TEST_F(FileStoreTest, CheckWritableAcceptsNewDirectoriesAndRefusesFilesAndOutsidePaths) {
+  EXPECT_TRUE(store_->CheckWritable(Key("out/job-1")).ok());  // created by the first Put
+  EXPECT_FALSE(fs::exists(root_ / "out"));                    // checking creates nothing
+  fs::create_directories(root_ / "existing");
+  EXPECT_TRUE(store_->CheckWritable(Key("existing")).ok());
+
+  WriteFile(root_ / "plain", "x");
+  for (const std::string& key : {Key("plain"), Key("plain/below")}) {
+    absl::Status file = store_->CheckWritable(key);
+    EXPECT_EQ(file.code(), absl::StatusCode::kFailedPrecondition) << key << ": " << file;
+    EXPECT_THAT(file.message(), HasSubstr("is not a directory"));
+  }
+  EXPECT_EQ(store_->CheckWritable((elsewhere_ / "out").string()).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(store_->CheckWritable(Key("a/../b")).code(), absl::StatusCode::kPermissionDenied);
+
+  fs::create_directories(root_ / "locked");
+  fs::permissions(root_ / "locked", fs::perms::owner_read | fs::perms::owner_exec);
+  if (::geteuid() != 0) {  // root may write anywhere
+    absl::Status locked = store_->CheckWritable(Key("locked/out"));
+    EXPECT_EQ(locked.code(), absl::StatusCode::kPermissionDenied) << locked;
+    EXPECT_THAT(locked.message(), HasSubstr("cannot create entries in"));
+  }
+  fs::permissions(root_ / "locked", fs::perms::owner_all);
+}
+
 }  // namespace
 }  // namespace caliber::storage

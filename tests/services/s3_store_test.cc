@@ -4,20 +4,24 @@
 //    (tests/tools/s3_client.py) and what boto3 writes is read by Caliber.
 //  - moto without authentication, for keys with characters and list prefixes that moto's
 //    own signature check gets wrong (it rejects boto3's requests for them too).
-//  - a scripted server (tests/tools/fake_s3.py) for 503s, 500s, stalls, pagination and
-//    the exact headers sent.
+//  - a scripted server (tests/tools/fake_s3.py) for 503s, 500s, stalls, trickles, pagination
+//    and the exact headers sent.
+//  - moto paused with SIGSTOP, as a hung store looks: connections are accepted by the kernel,
+//    then nothing is answered until SIGCONT.
 #include "services/storage/s3_store.h"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -27,6 +31,7 @@
 
 #include "nlohmann/json.hpp"
 #include "services/child_process.h"
+#include "services/storage/request_timeouts.h"
 #include "services/storage/s3_http.h"
 #include "services/storage/storage.h"
 
@@ -187,11 +192,14 @@ class S3ServerTest : public ::testing::Test {
   }
 };
 
-// moto checking signatures, with an IAM user whose key the store uses.
+// moto checking signatures, with an IAM user whose key the store uses (and one that may only
+// read).
 class S3StoreTest : public S3ServerTest {
  protected:
   static void SetUpTestSuite() {
-    Start(auth_, "auth", {kTools + "/moto_s3.py", "--bucket", kBucket, "--bucket", kListBucket});
+    Start(auth_, "auth",
+          {kTools + "/moto_s3.py", "--bucket", kBucket, "--bucket", kListBucket,
+           "--read-only-user"});
   }
   static void TearDownTestSuite() { Stop(auth_); }
   void SetUp() override { Require(auth_); }
@@ -207,6 +215,43 @@ class S3StoreOpenTest : public S3ServerTest {
   static void TearDownTestSuite() { Stop(open_); }
   void SetUp() override { Require(open_); }
   static inline Helper open_;
+};
+
+// moto (checking signatures) that the tests stop and continue.
+class S3StorePausedTest : public S3ServerTest {
+ protected:
+  static void SetUpTestSuite() {
+    Start(paused_, "paused", {kTools + "/moto_s3.py", "--bucket", kBucket});
+  }
+  static void TearDownTestSuite() { Stop(paused_); }
+  void SetUp() override { Require(paused_); }
+
+  // The server is stopped while one of these lives (and always continued afterwards).
+  class Pause {
+   public:
+    Pause() { ::kill(paused_.process->pid(), SIGSTOP); }
+    ~Pause() { Resume(); }
+    void Resume() {
+      if (!resumed_) ::kill(paused_.process->pid(), SIGCONT);
+      resumed_ = true;
+    }
+
+   private:
+    bool resumed_ = false;
+  };
+
+  // Options as a deployment sets them: only the budget (and fast backoffs); the request
+  // timeouts keep their defaults, which are longer than the budget.
+  static S3Options BudgetOnly(int retry_budget_ms) {
+    S3Options options = Options(paused_);
+    const S3Options defaults;
+    options.max_attempts = defaults.max_attempts;
+    options.request_timeout_ms = defaults.request_timeout_ms;
+    options.retry_budget_ms = retry_budget_ms;
+    return options;
+  }
+
+  static inline Helper paused_;
 };
 
 // Failures staged by fake_s3.py.
@@ -480,6 +525,124 @@ TEST_F(S3StoreTest, StorageRoutesS3Uris) {
   EXPECT_FALSE(*(*storage)->Exists(uri));
 }
 
+TEST_F(S3StoreTest, CheckWritableFindsMissingBucketsAndReadOnlyCredentials) {
+  auto store = Store(Options(auth_));
+  const std::string out = std::string(kBucket) + "/jobs/out-1";
+  absl::Status ok = store->CheckWritable(out);
+  EXPECT_TRUE(ok.ok()) << ok;
+  EXPECT_TRUE(store->CheckWritable(std::string(kBucket) + "/jobs/out-2/").ok());
+  EXPECT_TRUE(store->CheckWritable(kBucket).ok());
+  // The probe is removed again.
+  EXPECT_EQ(Boto(auth_, {"exists", kBucket, "jobs/out-1/" + std::string(S3Store::kWriteProbeName)}),
+            false);
+  EXPECT_EQ(Boto(auth_, {"exists", kBucket, std::string(S3Store::kWriteProbeName)}), false);
+
+  absl::Status missing = store->CheckWritable("no-such-output-bucket/jobs/out-1");
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
+  EXPECT_THAT(missing.message(), HasSubstr("S3 bucket \"no-such-output-bucket\" does not exist"));
+
+  S3Options reader = Options(auth_);
+  reader.access_key_id = auth_.info.value("read_only_access_key_id", "");
+  reader.secret_access_key = auth_.info.value("read_only_secret_access_key", "");
+  ASSERT_FALSE(reader.access_key_id.empty()) << auth_.info.dump();
+  absl::Status denied = Store(reader)->CheckWritable(out);
+  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied) << denied;
+  EXPECT_THAT(denied.message(), HasSubstr("may not write under s3://caliber-test/jobs/out-1"));
+
+  EXPECT_EQ(store->CheckWritable("bad?bucket/x").code(), absl::StatusCode::kInvalidArgument);
+
+  // Through the router, as the coordinator's Submit calls it.
+  StorageOptions options;
+  options.s3 = Options(auth_);
+  auto storage = Storage::Create(options);
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  EXPECT_TRUE((*storage)->CheckWritable("s3://caliber-test/jobs/out-3").ok());
+  EXPECT_EQ((*storage)->CheckWritable("s3://no-such-output-bucket/out").code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(S3StorePausedTest, PausedStoreFailsWithinTheRetryBudget) {
+  // The request timeouts are the defaults (longer than the budget): each try must still stop
+  // at what is left of the budget, so the whole operation ends within the budget plus one
+  // try's minimum wait.
+  constexpr int kBudgetMs = 3000;
+  auto store = Store(BudgetOnly(kBudgetMs));
+  const std::string key = std::string(kBucket) + "/paused/existing.bin";
+  const std::string data = RandomBytes(100000, 5);
+  ASSERT_TRUE(store->Put(key, data).ok());
+
+  Pause pause;
+  auto timed = [](const auto& op) {
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status status = op();
+    return std::make_pair(status, std::chrono::steady_clock::now() - start);
+  };
+  // Bound: the budget, plus the minimum wait of a try started just before it ran out, plus
+  // the allowance for the bytes, plus the progress check's granularity (about 1 s), plus 2 s
+  // of slack for a loaded machine. (Before per-try deadlines: 120 s per operation.)
+  const int64_t allowance_ms =
+      static_cast<int64_t>(data.size()) * 1000 / S3Options().min_throughput_bytes_per_s;
+  const auto bound = std::chrono::milliseconds(kBudgetMs + RequestTimeouts::kMinWaitMs +
+                                               allowance_ms + 1000 + 2000);
+  const auto [get, get_elapsed] = timed([&] { return store->Get(key).status(); });
+  const auto [put, put_elapsed] =
+      timed([&] { return store->Put(std::string(kBucket) + "/paused/new.bin", data); });
+  pause.Resume();
+
+  for (const auto& [status, elapsed] : {std::pair(get, get_elapsed), std::pair(put, put_elapsed)}) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+    EXPECT_THAT(status.message(), HasSubstr("retry_budget_ms 3000")) << status;
+    // A stall, or (when the body's first bytes crawled into the stopped server's socket
+    // buffer) the total limit: both are this try's deadline, not a server answer.
+    EXPECT_THAT(std::string(status.message()),
+                ::testing::AnyOf(HasSubstr("no data moved"), HasSubstr("took longer than its limit")))
+        << status;
+    EXPECT_LT(elapsed, bound) << status;
+    EXPECT_GE(elapsed, std::chrono::milliseconds(kBudgetMs / 2)) << status;  // it did wait
+  }
+  EXPECT_EQ(*store->Get(key), data);  // the store works again once continued
+}
+
+TEST_F(S3StorePausedTest, StoreContinuedWithinTheBudgetLetsTheOperationSucceed) {
+  // Tries of 1 s are abandoned while the store is stopped; one after SIGCONT succeeds.
+  constexpr int kBudgetMs = 20000;
+  constexpr int kPauseMs = 2500;
+  S3Options options = BudgetOnly(kBudgetMs);
+  options.request_timeout_ms = 1000;
+  RecordingObserver observer;
+  auto store = Store(options, &observer);
+  const std::string data = RandomBytes(300000, 6);
+  const std::string key = std::string(kBucket) + "/paused/resumed.bin";
+
+  auto while_paused = [&](const std::function<absl::Status()>& op) {
+    Pause pause;
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status status;
+    std::thread thread([&] { status = op(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPauseMs));
+    pause.Resume();
+    thread.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(kBudgetMs));
+    return status;
+  };
+  absl::Status put = while_paused([&] { return store->Put(key, data); });
+  ASSERT_TRUE(put.ok()) << put;
+  EXPECT_GE(observer.Count("put", true), 1);  // a try did time out while the store was stopped
+  nlohmann::json stat = Boto(paused_, {"stat", kBucket, "paused/resumed.bin"});
+  EXPECT_EQ(stat["size"], data.size());
+  EXPECT_EQ(stat["sha256"], Sha256Hex(data));
+
+  std::string got;
+  absl::Status get = while_paused([&] {
+    absl::StatusOr<std::string> bytes = store->Get(key);
+    if (bytes.ok()) got = *std::move(bytes);
+    return bytes.status();
+  });
+  ASSERT_TRUE(get.ok()) << get;
+  EXPECT_EQ(got, data);
+  EXPECT_GE(observer.Count("get", true), 1);
+}
+
 TEST_F(S3StoreFailureTest, RetriesServerErrorsThenSucceeds) {
   S3Options options = Options(fake_);
   options.max_attempts = 5;
@@ -538,6 +701,25 @@ TEST_F(S3StoreFailureTest, StalledResponsesTimeOutAndAreRetried) {
   EXPECT_THAT(get.status().message(), HasSubstr("no data moved for 300 ms"));
   EXPECT_EQ(observer.Count("get", true), 2);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(6));
+}
+
+TEST_F(S3StoreFailureTest, TricklingResponsesStopAtTheTotalLimit) {
+  // A byte every 200 ms never trips the 500 ms stall limit; the total limit (500 ms plus 50
+  // bytes at 1 MiB/s) ends each try, where the whole body would take 10 s.
+  S3Options options = Options(fake_);
+  options.request_timeout_ms = 500;
+  options.max_attempts = 2;
+  RecordingObserver observer;
+  auto store = Store(options, &observer);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::string> get = store->Get("trickle/x");
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(get.status().code(), absl::StatusCode::kUnavailable) << get.status();
+  EXPECT_THAT(get.status().message(), HasSubstr("request took longer than its limit of 500 ms"));
+  EXPECT_EQ(observer.Count("get", true), 2);
+  // Two tries of 500 ms each, the progress check's second of granularity each, and slack for
+  // a loaded machine; far below the 10 s one whole body takes.
+  EXPECT_LT(elapsed, std::chrono::milliseconds(2 * (500 + 1000) + 3000));
 }
 
 TEST_F(S3StoreFailureTest, ListFollowsContinuationTokensAndDecodesKeys) {

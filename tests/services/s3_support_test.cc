@@ -7,10 +7,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <thread>
 
+#include "services/storage/request_timeouts.h"
 #include "services/storage/retry_policy.h"
 #include "services/storage/s3_credentials.h"
 #include "services/storage/s3_http.h"
@@ -289,6 +291,10 @@ TEST(S3StoreConfigTest, RejectsOptionsThatCannotWork) {
   EXPECT_EQ(bad([](S3Options& o) { o.region = "us east"; }), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](S3Options& o) { o.request_timeout_ms = 0; }),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](S3Options& o) { o.connect_timeout_ms = 0; }),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](S3Options& o) { o.min_throughput_bytes_per_s = 0; }),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(S3StoreConfigTest, KeysAreValidatedBeforeAnyRequest) {
@@ -307,6 +313,45 @@ TEST(S3StoreConfigTest, KeysAreValidatedBeforeAnyRequest) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*store)->List("").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE((*store)->CheckKey("bucket").ok());
+}
+
+TEST(RequestTimeoutsTest, TotalAllowsTheBytesAtTheMinimumRate) {
+  RequestTimeouts t{/*connect_ms=*/2000, /*wait_ms=*/5000, /*min_bytes_per_second=*/1 << 20};
+  EXPECT_EQ(t.TotalMs(0), 5000);
+  EXPECT_EQ(t.TotalMs(1 << 20), 6000);
+  EXPECT_EQ(t.TotalMs((16 << 20) + (1 << 19)), 5000 + 16500);
+  EXPECT_EQ(t.TotalMs(-1), 5000);
+  // 5 TiB (S3's largest object) at 1 byte/s: no overflow.
+  t.min_bytes_per_second = 1;
+  EXPECT_EQ(t.TotalMs(5ll << 40), 5000 + (5ll << 40) * 1000);
+  EXPECT_EQ(t.TotalMs(std::numeric_limits<int64_t>::max()), std::numeric_limits<int64_t>::max());
+}
+
+TEST(RequestTimeoutsTest, WaitsShrinkToTheBudgetLeftButNotBelowTheMinimum) {
+  const RequestTimeouts t{/*connect_ms=*/10000, /*wait_ms=*/30000, /*min_bytes_per_second=*/1000};
+  using std::chrono::milliseconds;
+  RequestTimeouts plenty = t.Within(milliseconds(60000));
+  EXPECT_EQ(plenty.wait_ms, 30000);
+  EXPECT_EQ(plenty.connect_ms, 10000);
+  RequestTimeouts some = t.Within(milliseconds(8000));
+  EXPECT_EQ(some.wait_ms, 8000);
+  EXPECT_EQ(some.connect_ms, 8000);
+  EXPECT_EQ(some.TotalMs(2000), 8000 + 2000);  // the bytes' allowance stays
+  RequestTimeouts spent = t.Within(milliseconds(0));
+  EXPECT_EQ(spent.wait_ms, RequestTimeouts::kMinWaitMs);
+  EXPECT_EQ(spent.connect_ms, RequestTimeouts::kMinWaitMs);
+  const RequestTimeouts quick{/*connect_ms=*/300, /*wait_ms=*/500, /*min_bytes_per_second=*/1};
+  EXPECT_EQ(quick.Within(milliseconds(0)).wait_ms, 500);  // never longer than configured
+  EXPECT_EQ(quick.Within(milliseconds(0)).connect_ms, 300);
+}
+
+TEST(RetryBudgetTest, LeftCountsDownToZero) {
+  RetryBudget budget(RetryOptions{8, 10, 50, /*retry_budget_ms=*/200}, 1);
+  EXPECT_GT(budget.left().count(), 0);
+  EXPECT_LE(budget.left().count(), 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  EXPECT_EQ(budget.left().count(), 0);
+  EXPECT_FALSE(budget.NextDelay().has_value());
 }
 
 TEST(RetryBudgetTest, ExponentialBackoffWithinJitterBounds) {

@@ -8,6 +8,8 @@ behaviour:
   /broken/...     always 500 InternalError
   /denied/...     always 403 AccessDenied
   /slow/...       sends nothing for 10 s (idle timeouts)
+  /trickle/...    200 with a 50-byte body sent one byte every 200 ms: bytes keep moving, so
+                  only a total limit on the request ends it early
   /echo/...       200 with the request's method, path, query and headers as JSON
   /paged?list-type=2[&continuation-token=T]
                   ListObjectsV2 in two pages; keys need XML entity decoding, and the
@@ -79,6 +81,20 @@ class Handler(BaseHTTPRequestHandler):
         if bucket == "slow":
             time.sleep(10)
             return self.reply(200, b"late")
+        if bucket == "trickle":
+            body = b"t" * 50
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                try:
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return None
+                time.sleep(0.2)
+            return None
         if bucket == "echo":
             body = json.dumps({"method": self.command, "path": url.path, "query": url.query,
                                "headers": {k.lower(): v for k, v in self.headers.items()}})
