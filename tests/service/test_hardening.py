@@ -4,6 +4,7 @@ metrics that promtool accepts, and a coordinator whose memory does not grow with
 
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -225,6 +226,69 @@ class Scratch(ClusterTest):
         job = self.assert_ended_clean(stub, job.job_id, pb.FAILED)
         self.assertIn("appeared while the job ran", job.error_message)
         self.assertEqual(os.listdir(out), ["config.json"])  # someone else's output is left alone
+
+
+class S3Store(ClusterTest):
+    """A missing output bucket is refused at submission; a hung store fails a job within its
+    retry budget plus one request's limits; a store that comes back in time lets it finish."""
+
+    def moto_with_inputs(self):
+        moto = cluster.Moto()
+        self.motos.append(moto)
+        for f in ("config.json", "model.safetensors", "tokenizer.model"):
+            moto.client("put", "caliber", f"m/{f}", os.path.join(cluster.MODEL, f), capture=False)
+        moto.client("put", "caliber", "d/calib.i32", cluster.CALIB, capture=False)
+        return moto
+
+    def submit(self, stub):
+        return stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
+            "s3://caliber/m", "s3://caliber/d/calib.i32", "s3://caliber/out/x", nsamples=48, seq_len=256)), timeout=60)
+
+    def test_missing_output_bucket_is_refused_at_submission(self):
+        moto = self.moto_with_inputs()
+        c = self.start(workers=1, s3=moto)
+        stub = self.stub(c)
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
+                "s3://caliber/m", "s3://caliber/d/calib.i32", "s3://no-such-bucket/out/x")), timeout=60)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND, e.exception.details())
+        self.assertIn('S3 bucket "no-such-bucket" does not exist', e.exception.details())
+        self.assertEqual(len(stub.ListQuantJobs(pb.ListQuantJobsRequest(), timeout=10).jobs), 0)
+
+    def test_paused_store_fails_the_job_within_the_budget(self):
+        moto = self.moto_with_inputs()
+        limits = ["--s3-retry-budget-ms", "3000", "--s3-request-timeout-ms", "2000", "--s3-connect-timeout-ms", "1000"]
+        c = self.start(workers=1, s3=moto, extra_coordinator=limits, extra_worker=limits)
+        stub = self.stub(c)
+        job = self.submit(stub)
+        self.wait_until(stub, job.job_id, lambda j: j.phase == "calibrating")
+        moto.proc.send_signal(signal.SIGSTOP)
+        try:
+            paused = time.time()
+            final = self.follow(stub, job.job_id)
+            took = time.time() - paused
+        finally:
+            moto.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(final.state, pb.FAILED)
+        self.assertEqual(final.error_code, grpc.StatusCode.UNAVAILABLE.value[0], final.error_message)
+        # Budget 3 s + one request's 2 s stall limit + its bytes at the minimum rate (a layer's
+        # result, < 1 s) + curl's 1 s progress tick, per request the stage chains, with room for
+        # the layer's compute on a loaded machine; the unbounded store held a request for 120 s.
+        print(f"paused store: the job failed {took:.1f} s after the pause")
+        self.assertLess(took, 40)
+
+    def test_store_back_within_the_budget_lets_the_job_succeed(self):
+        moto = self.moto_with_inputs()
+        limits = ["--s3-retry-budget-ms", "30000", "--s3-request-timeout-ms", "1000", "--s3-connect-timeout-ms", "1000"]
+        c = self.start(workers=1, s3=moto, extra_coordinator=limits, extra_worker=limits)
+        stub = self.stub(c)
+        job = self.submit(stub)
+        self.wait_until(stub, job.job_id, lambda j: j.phase == "calibrating")
+        moto.proc.send_signal(signal.SIGSTOP)
+        time.sleep(4)  # several requests time out and are retried meanwhile
+        moto.proc.send_signal(signal.SIGCONT)
+        final = self.follow(stub, job.job_id)
+        self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
 
 
 class Promtool(ClusterTest):
