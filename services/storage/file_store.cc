@@ -354,8 +354,13 @@ absl::Status FileStore::RemoveEmptyPrefix(std::string_view prefix) {
   }
   absl::StatusOr<fs::path> dir = Confine(prefix);
   if (!dir.ok()) return dir.status();
+  auto spelled = [](const fs::path& p) {
+    std::string s = p.lexically_normal().string();
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    return s;
+  };
   for (const fs::path& root : roots_) {
-    if (fs::path(*dir).lexically_normal() == fs::path(root).lexically_normal()) {
+    if (spelled(*dir) == spelled(root)) {
       return absl::InvalidArgumentError(absl::StrCat(Quoted(prefix), " is a storage root"));
     }
   }

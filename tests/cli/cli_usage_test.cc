@@ -2,6 +2,8 @@
 // subcommand's --help lists its own flags (dashed, with defaults) and exits 0, --helpfull shows
 // no source paths, and usage errors (unknown flag, bad value, -h, malformed --labels) exit 2
 // with a hint. No coordinator is needed: all of these are refused before any connection.
+#include <unistd.h>
+
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -30,7 +32,8 @@ struct Result {
 Result Exec(std::vector<std::string> args, bool with_coordinator) {
   args.insert(args.begin(), kCaliber);
   if (with_coordinator) args.push_back("--coordinator=127.0.0.1:1");
-  const std::string err_path = ::testing::TempDir() + "/cli_usage_stderr.txt";
+  // One file per process: CTest runs these tests as parallel processes.
+  const std::string err_path = ::testing::TempDir() + "/cli_usage_stderr." + std::to_string(::getpid()) + ".txt";
   Result r;
   r.exit_code = caliber::testing::RunCommand(args, &r.out, err_path);
   if (std::FILE* f = std::fopen(err_path.c_str(), "r"); f != nullptr) {

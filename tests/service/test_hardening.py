@@ -336,8 +336,10 @@ class Resources(ClusterTest):
         vm1, threads1 = status()
         print(f"coordinator VmSize {vm0} -> {vm1} KiB, threads {threads0} -> {threads1} over 20 jobs")
         self.assertLessEqual(threads1, threads0 + 2)
-        # Unjoined threads would add 20 x 3 x 8 MiB; allow one stack of slack.
-        self.assertLess(vm1 - vm0, 8 * 1024 + 1024)
+        # Unjoined threads would add 20 jobs x 3 threads x 8 MiB = 480 MiB. Joined ones may still
+        # leave their stacks in glibc's cache of freed stacks (up to 40 MiB), and gRPC's pool
+        # grows and shrinks with load: allow that cache plus a stack or two.
+        self.assertLess(vm1 - vm0, 64 * 1024)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,30 @@ TEST_F(FileStoreTest, DeleteRemovesTheFileButNotDirectories) {
   EXPECT_TRUE(fs::is_directory(root_ / "d"));
 }
 
+TEST_F(FileStoreTest, RemoveEmptyPrefixTakesOnlyEmptyDirectories) {
+  // A job's scratch tree after its objects were deleted: empty directories, one of them
+  // holding a file someone else still writes.
+  ASSERT_TRUE(store_->Put(Key("out.work/layers/0/x"), "x").ok());
+  ASSERT_TRUE(store_->Put(Key("out.work/acts/1/y"), "y").ok());
+  ASSERT_TRUE(store_->Put(Key("out.work/keep/z"), "z").ok());
+  ASSERT_TRUE(store_->Delete(Key("out.work/layers/0/x")).ok());
+  ASSERT_TRUE(store_->Delete(Key("out.work/acts/1/y")).ok());
+  ASSERT_TRUE(store_->RemoveEmptyPrefix(Key("out.work/")).ok());
+  EXPECT_FALSE(fs::exists(root_ / "out.work/layers"));
+  EXPECT_FALSE(fs::exists(root_ / "out.work/acts"));
+  EXPECT_TRUE(fs::exists(root_ / "out.work/keep/z"));  // not empty: kept, and so is its parent
+  ASSERT_TRUE(store_->Delete(Key("out.work/keep/z")).ok());
+  ASSERT_TRUE(store_->RemoveEmptyPrefix(Key("out.work/")).ok());
+  EXPECT_FALSE(fs::exists(root_ / "out.work"));
+  EXPECT_TRUE(fs::is_directory(root_));
+  // Gone already, a root, not a directory prefix, outside the roots.
+  EXPECT_TRUE(store_->RemoveEmptyPrefix(Key("out.work/")).ok());
+  EXPECT_EQ(store_->RemoveEmptyPrefix(root_.string() + "/").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(fs::is_directory(root_));
+  EXPECT_EQ(store_->RemoveEmptyPrefix(Key("out.work")).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->RemoveEmptyPrefix((elsewhere_ / "a/").string()).code(), absl::StatusCode::kPermissionDenied);
+}
+
 TEST_F(FileStoreTest, PutIsAtomicAndLeavesNoTemporaries) {
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(store_->Put(Key("ckpt/model.safetensors"), RandomBytes(4096, i)).ok());

@@ -17,7 +17,8 @@ namespace {
 
 std::string Sha256Hex(const std::string& text) {
   // The test computes the digest with the openssl CLI: independent of the code under test.
-  const std::string path = ::testing::TempDir() + "/sha_input";
+  // Per process: CTest runs this file's tests as parallel processes.
+  const std::string path = ::testing::TempDir() + "/sha_input." + std::to_string(::getpid());
   {
     std::ofstream out(path, std::ios::binary);
     out << text;
