@@ -22,12 +22,8 @@ import grpc  # noqa: E402
 
 
 def proc_status(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            fields[k] = v.split()[0]
-    return int(fields["VmRSS"]), int(fields["VmSize"]), int(fields["Threads"])
+    s = cluster.proc_status(pid)
+    return s["VmRSS"], s["VmSize"], s["Threads"]
 
 
 def main():

@@ -84,6 +84,12 @@ class Moto:
             raise RuntimeError(f"s3_client {args}: {r.stderr}")
         return json.loads(r.stdout) if capture and r.stdout.strip() else None
 
+    def upload_inputs(self, bucket="caliber"):
+        """The fixture model as s3://BUCKET/m and its calibration ids as s3://BUCKET/d/calib.i32."""
+        for f in ("config.json", "model.safetensors", "tokenizer.model"):
+            self.client("put", bucket, f"m/{f}", os.path.join(MODEL, f), capture=False)
+        self.client("put", bucket, "d/calib.i32", CALIB, capture=False)
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()
@@ -184,6 +190,17 @@ def model_files(directory):
                 with open(os.path.join(base, f), "rb") as fh:
                     out[rel] = fh.read()
     return out
+
+
+def proc_status(pid):
+    """VmRSS and VmSize (KiB) and Threads of a live process, from /proc/PID/status."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmSize", "Threads"):
+                fields[k] = int(v.split()[0])
+    return fields
 
 
 def new_workdir(prefix):

@@ -139,9 +139,7 @@ class S3Job(ClusterTest):
     def test_object_store_outage_fails_the_job_cleanly(self):
         moto = cluster.Moto()
         self.motos.append(moto)
-        for f in ("config.json", "model.safetensors", "tokenizer.model"):
-            moto.client("put", "caliber", f"m/{f}", os.path.join(cluster.MODEL, f), capture=False)
-        moto.client("put", "caliber", "d/calib.i32", cluster.CALIB, capture=False)
+        moto.upload_inputs()
         budget = ["--s3-retry-budget-ms", "1500"]
         c = self.start(workers=2, s3=moto, extra_coordinator=budget, extra_worker=budget)
         stub = self.stub(c)

@@ -235,9 +235,7 @@ class S3Store(ClusterTest):
     def moto_with_inputs(self):
         moto = cluster.Moto()
         self.motos.append(moto)
-        for f in ("config.json", "model.safetensors", "tokenizer.model"):
-            moto.client("put", "caliber", f"m/{f}", os.path.join(cluster.MODEL, f), capture=False)
-        moto.client("put", "caliber", "d/calib.i32", cluster.CALIB, capture=False)
+        moto.upload_inputs()
         return moto
 
     def submit(self, stub):
@@ -320,13 +318,8 @@ class Resources(ClusterTest):
                 self.assertEqual(self.follow(stub, job.job_id).state, pb.SUCCEEDED)
 
         def status():
-            fields = {}
-            with open(f"/proc/{c.coordinator.pid}/status") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if v.split():
-                        fields[k] = v.split()[0]
-            return int(fields["VmSize"]), int(fields["Threads"])
+            s = cluster.proc_status(c.coordinator.pid)
+            return s["VmSize"], s["Threads"]
 
         run(5, "warm")
         time.sleep(6)  # the final sweeps of the warm-up jobs
