@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -33,7 +34,9 @@ TEST(EvalCli, JsonOnTokenIds) {
                      "/heldout/heldout_tokens.i32 --max-windows 128 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
-  EXPECT_NEAR(j["ppl"].get<double>(), 97.29, 0.005);
+  // results.json's PyTorch float32 value (README: 97.29); the tolerance is the float32 forward's
+  // over 128·255 predictions (perplexity_test.cc: FloatForwardTolerance): 4·2·2e-5/√32640 relative.
+  EXPECT_NEAR(j["ppl"].get<double>(), 97.2863739932659, 97.29 * 4 * 2 * 2e-5 / std::sqrt(128.0 * 255));
   EXPECT_EQ(j["windows"].get<int>(), 128);
   EXPECT_EQ(j["tokens"].get<int>(), 128 * 255);
   EXPECT_TRUE(j.contains("nll") && j.contains("seconds"));

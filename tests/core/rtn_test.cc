@@ -3,6 +3,7 @@
 #include "core/quant/rtn.h"
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -187,7 +188,13 @@ TEST(QuantizerRegistryTest, RtnReportAndInputChecks) {
   EXPECT_NEAR(q->report.objective_after, want, 1e-9 * want);
   const MatrixD Wd = W.cast<double>();
   const double energy = (Wd * H.cast<double>() * Wd.transpose()).trace();
-  EXPECT_NEAR(q->report.relative_error, want / energy, 1e-9);
+  // The report's energy tr(W H Wᵀ) = Σ_ij (WᵀW)_ij H_ij comes from a float32 Gram WᵀW (ssyrk over
+  // the m = 8 rows; each entry within (m + 1)·u_f of Σ_k |w_ki w_kj|, whatever BLAS's order), so
+  // relative_error is good to (m + 1)·u_f·c relative, c = Σ_ij (|W|ᵀ|W|)_ij |H_ij| / energy.
+  const MatrixD absW = Wd.cwiseAbs();
+  const double c = (absW.transpose() * absW).cwiseProduct(H.cast<double>().cwiseAbs()).sum() / energy;
+  const double u_f = std::numeric_limits<float>::epsilon() / 2;
+  EXPECT_NEAR(q->report.relative_error, want / energy, (W.rows() + 1) * u_f * c * (want / energy));
   EXPECT_GE(q->report.seconds, 0);
 
   EXPECT_THAT(rtn->Quantize(W, MatrixF::Zero(10, 10), spec).status().message(),
