@@ -66,7 +66,7 @@ class ClusterTest(unittest.TestCase):
     def stub(self, c):
         return pb_grpc.QuantServiceStub(grpc.insecure_channel(c.address()))
 
-    def follow(self, stub, job_id, timeout=300, workers=None):
+    def follow(self, stub, job_id, timeout=900, workers=None):
         """The job's last event. `workers` (a dict), if given, collects per stage index the
         worker ids seen while the job ran (a finished job names none)."""
         last = None
