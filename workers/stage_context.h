@@ -27,7 +27,8 @@ struct StageContext {
   // The stored input's URI once the coordinator announced it ("" until then).
   std::function<std::string()> input_ready;
   // A channel to another worker, for activation pushes; and the token to present.
-  std::function<std::shared_ptr<grpc::Channel>(const std::string& address)> channel_to;
+  // A channel to a peer, or an error when one cannot be made with the configured TLS.
+  std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(const std::string& address)> channel_to;
   std::string push_token;
   // Transform phase: one learning round's share in, the job's sum out (one long poll).
   std::function<absl::StatusOr<v1::ReduceTransformShareResponse>(const v1::ReduceTransformShareRequest&)> reduce;

@@ -79,9 +79,11 @@ absl::Status HandOffBoundary(const v1::StageAssignment& a, const StageContext& c
                              const std::string& uri) {
   if (absl::Status s = ctx.storage->Write(uri, EncodeActivations(a.end_layer() - 1, out)); !s.ok()) return s;
   if (!a.downstream_address().empty() && ctx.channel_to) {
-    absl::StatusOr<int64_t> sent = PushActivations(ctx.channel_to(a.downstream_address()), a.job_id(),
-                                                   a.downstream_assignment_id(), a.end_layer() - 1, out,
-                                                   ctx.push_token);
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ctx.channel_to(a.downstream_address());
+    absl::StatusOr<int64_t> sent =
+        channel.ok() ? PushActivations(*channel, a.job_id(), a.downstream_assignment_id(), a.end_layer() - 1, out,
+                                       ctx.push_token)
+                     : absl::StatusOr<int64_t>(channel.status());
     if (sent.ok() && ctx.metrics) ctx.metrics->ActivationBytes("sent", static_cast<double>(*sent));
     if (!sent.ok()) {
       std::fprintf(stderr, "caliber-worker: push to %s failed (%s); the next stage reads the stored copy\n",

@@ -10,13 +10,23 @@
 #include "workers/transform_stage.h"
 
 namespace caliber::workers {
-WorkerAgent::WorkerAgent(WorkerOptions options, storage::Storage& storage, ActivationInbox& inbox,
-                         metrics::WorkerMetrics* metrics)
-    : options_(std::move(options)), storage_(storage), inbox_(inbox), metrics_(metrics) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = auth::MakeChannel(options_.coordinator, options_.tls);
-  channel_ = channel.ok() ? *channel : grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials());
-  stub_ = v1::CoordinatorService::NewStub(channel_);
+absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(WorkerOptions options, storage::Storage& storage,
+                                                                 ActivationInbox& inbox,
+                                                                 metrics::WorkerMetrics* metrics) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = auth::MakeChannel(options.coordinator, options.tls);
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<WorkerAgent>(
+      new WorkerAgent(std::move(options), *std::move(channel), storage, inbox, metrics));
 }
+
+WorkerAgent::WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> coordinator,
+                         storage::Storage& storage, ActivationInbox& inbox, metrics::WorkerMetrics* metrics)
+    : options_(std::move(options)),
+      storage_(storage),
+      inbox_(inbox),
+      metrics_(metrics),
+      channel_(std::move(coordinator)),
+      stub_(v1::CoordinatorService::NewStub(channel_)) {}
 
 WorkerAgent::~WorkerAgent() { Stop(); }
 
@@ -27,14 +37,16 @@ std::unique_ptr<grpc::ClientContext> WorkerAgent::NewContext(int timeout_ms) con
   return context;
 }
 
-std::shared_ptr<grpc::Channel> WorkerAgent::ChannelTo(const std::string& address) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> WorkerAgent::ChannelTo(const std::string& address) {
   absl::MutexLock lock(&mu_);
-  auto& channel = peers_[address];
-  if (!channel) {
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> c = auth::MakeChannel(address, options_.tls);
-    channel = c.ok() ? *c : grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  if (auto it = peers_.find(address); it != peers_.end()) return it->second;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = auth::MakeChannel(address, options_.tls);
+  if (!channel.ok()) {
+    return absl::Status(channel.status().code(),
+                        absl::StrCat("no channel to ", address, ", nothing sent: ", channel.status().message()));
   }
-  return channel;
+  peers_[address] = *channel;
+  return *channel;
 }
 
 absl::StatusOr<v1::RegisterWorkerResponse> WorkerAgent::Register() {

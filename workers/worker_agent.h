@@ -35,8 +35,10 @@ struct WorkerOptions {
 
 class WorkerAgent {
  public:
-  WorkerAgent(WorkerOptions options, storage::Storage& storage, ActivationInbox& inbox,
-              metrics::WorkerMetrics* metrics);
+  // Fails (and nothing is sent anywhere) when TLS is configured but cannot be set up: a missing
+  // or unreadable CA, certificate or key never degrades to a plaintext channel.
+  static absl::StatusOr<std::unique_ptr<WorkerAgent>> Create(WorkerOptions options, storage::Storage& storage,
+                                                             ActivationInbox& inbox, metrics::WorkerMetrics* metrics);
   ~WorkerAgent();
 
   // Runs until Stop() (-> OK): registration, heartbeats, assignments. Returns the last
@@ -47,6 +49,8 @@ class WorkerAgent {
   void Stop();
 
  private:
+  WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> coordinator, storage::Storage& storage,
+              ActivationInbox& inbox, metrics::WorkerMetrics* metrics);
   struct Running {
     std::thread thread;
     std::atomic<bool> cancelled{false};
@@ -64,7 +68,10 @@ class WorkerAgent {
   template <typename Resp = v1::ReportAck, typename Req, typename Fn>
   absl::StatusOr<Resp> Report(const Req& request, Fn call);
   std::unique_ptr<grpc::ClientContext> NewContext(int timeout_ms) const;
-  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
+  // A channel to a peer worker with the configured TLS, made at the first push to it. An error
+  // when the TLS material cannot be loaded (e.g. mid-rotation): the push is skipped and the
+  // next stage reads the stored copy; never a plaintext fallback. Failures are not cached.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelTo(const std::string& address);
 
   const WorkerOptions options_;
   storage::Storage& storage_;

@@ -87,7 +87,10 @@ int Run() {
   if (options.max_auth_refusals < 0) {
     return daemon::Fail("flags", absl::InvalidArgumentError("--max-auth-refusals must be >= 0"));
   }
-  workers::WorkerAgent agent(options, **storage, inbox, &worker_metrics);
+  absl::StatusOr<std::unique_ptr<workers::WorkerAgent>> created =
+      workers::WorkerAgent::Create(options, **storage, inbox, &worker_metrics);
+  if (!created.ok()) return daemon::Fail("tls", created.status());
+  workers::WorkerAgent& agent = **created;
   daemon::Announce("caliber-worker " + options.worker_id, port, metrics_server->get());
 
   // The agent runs here until a signal stops it or the coordinator keeps refusing us.

@@ -554,6 +554,30 @@ class Security(ClusterTest):
         self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
         self.assertTrue(os.path.exists(os.path.join(out, "caliber_manifest.json")))
 
+    def test_peer_channels_fail_closed_when_tls_material_goes_missing(self):
+        # Peer channels are made at the first push. If the CA is gone by then (a rotation in
+        # progress), the push must be skipped, never sent over a plaintext fallback channel
+        # (which would carry the worker token and the activations in clear).
+        certs = make_certs(self.workdir)
+        token = os.path.join(self.workdir, "worker.token")
+        open(token, "w").write("s3cret\n")
+        tls = ["--tls-cert", certs["node.pem"], "--tls-key", certs["node.key"], "--tls-ca", certs["ca.pem"],
+               "--tls-require-client-cert", "--worker-token-file", token]
+        c = self.start(workers=2, extra_coordinator=tls, extra_worker=tls)
+        ca = open(certs["ca.pem"], "rb").read()
+        good = grpc.ssl_channel_credentials(ca, open(certs["node.key"], "rb").read(), open(certs["node.pem"], "rb").read())
+        stub = pb_grpc.QuantServiceStub(grpc.secure_channel(c.address(), good))
+        os.rename(certs["ca.pem"], certs["ca.pem"] + ".rotating")
+        out = os.path.join(self.workdir, "out")
+        job = stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
+            file_uri(cluster.MODEL), file_uri(cluster.CALIB), file_uri(out), nsamples=8, seq_len=64,
+            propagation=pb.PIPELINED)), timeout=60)
+        final = self.follow(stub, job.job_id)
+        self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)  # the next stage read the stored copy
+        logs = c.log("w1") + c.log("w2")
+        self.assertIn("nothing sent", logs)
+        self.assertIn("the next stage reads the stored copy", logs)
+
 
 if __name__ == "__main__":
     unittest.main()
