@@ -10,13 +10,10 @@
 
 #include "cli/exit_codes.h"
 #include "grpcpp/grpcpp.h"
+#include "services/job_state.h"
 
 namespace caliber::cli {
 namespace {
-
-bool Terminal(const v1::QuantJob& job) {
-  return job.state() == v1::SUCCEEDED || job.state() == v1::FAILED || job.state() == v1::CANCELLED;
-}
 
 // Transport trouble, worth a reconnection; anything else is the coordinator's answer.
 // (CANCELLED reaches us only from the server side, e.g. a coordinator shutting down; UNKNOWN
@@ -82,7 +79,7 @@ int FollowJob(ServiceClient client, const Connector& reconnect, const std::strin
       line_open = tty;
     }
     const grpc::Status s = reader->Finish();
-    if (s.ok() && have_last && Terminal(last)) {
+    if (s.ok() && have_last && IsTerminal(last.state())) {
       end_line();
       std::printf("%s", JobDetails(last).c_str());
       return ExitCodeOf(last);

@@ -65,7 +65,7 @@ absl::Status JobManager::Start() {
         for (v1::StageProgress& st : *job.record.mutable_job()->mutable_stages()) st.set_worker_id("");
       }
       // A job that ended shortly before the restart may have lost its final sweep.
-      if (internal::IsTerminal(job.record.job().state()) &&
+      if (IsTerminal(job.record.job().state()) &&
           absl::Now() - absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(job.record.job().end_time())) <
               absl::Hours(1)) {
         job.sweep_at = absl::Now() + ScratchSweepDelay();
@@ -167,7 +167,7 @@ absl::StatusOr<v1::QuantJob> JobManager::Submit(const auth::Tenant& tenant,
     if (it != by_request_.end()) return jobs_.at(it->second).record.job();
   }
   for (const auto& [id, other] : jobs_) {
-    if (!internal::IsTerminal(other.record.job().state()) && other.record.job().spec().output_uri() == spec.output_uri()) {
+    if (!IsTerminal(other.record.job().state()) && other.record.job().spec().output_uri() == spec.output_uri()) {
       return reject(absl::AlreadyExistsError(
           absl::StrCat("output ", spec.output_uri(), " is being written by job ", id)));
     }
@@ -249,7 +249,7 @@ absl::StatusOr<v1::QuantJob> JobManager::Cancel(const auth::Tenant& tenant, cons
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(tenant, job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job ", job_id));
-  if (!internal::IsTerminal(job->record.job().state())) EndJob(*job, v1::CANCELLED);
+  if (!IsTerminal(job->record.job().state())) EndJob(*job, v1::CANCELLED);
   return job->record.job();
 }
 
@@ -302,10 +302,7 @@ void JobManager::EndJob(Job& job, v1::JobState state) {
   }
   Changed(job);
   job.sweep_at = absl::Now() + ScratchSweepDelay();
-  if (!job.busy) {
-    v1::JobRecord copy = job.record;
-    SpawnThread([this, copy]() { RunCleanup(copy, CleanupScope::kScratchAndPartialOutput); });
-  }
+  if (!job.busy) SpawnCleanup(job.record, CleanupScope::kScratchAndPartialOutput);  // else EndedWhileBusy does
 }
 
 absl::Duration JobManager::ScratchSweepDelay() const {
@@ -318,10 +315,11 @@ void JobManager::ExpireFinishedJobs() {
   std::vector<FinishedJob> finished;
   for (const auto& [id, job] : jobs_) {
     const v1::QuantJob& j = job.record.job();
-    if (!internal::IsTerminal(j.state()) || job.busy) continue;
+    if (!IsTerminal(j.state()) || job.busy) continue;
     finished.push_back({id, j.tenant(), absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(j.end_time())),
                         job.record.submit_seq()});
   }
+  bool expired = false;
   for (const std::string& id : ExpiredJobs(std::move(finished), options_.retention, absl::Now())) {
     Job& job = jobs_.at(id);
     // The record goes first: if it cannot be removed the job stays listed and is retried,
@@ -336,10 +334,11 @@ void JobManager::ExpireFinishedJobs() {
       by_request_.erase(it);
     }
     jobs_.erase(id);
-    SpawnThread([this, copy]() { RunCleanup(copy, CleanupScope::kScratchOnly); });
+    SpawnCleanup(std::move(copy), CleanupScope::kScratchOnly);
     if (metrics_) metrics_->JobExpired();
+    expired = true;
   }
-  UpdateGauges();
+  if (expired) UpdateGauges();
 }
 
 void JobManager::DiscardLateObjects(const Job& job, std::vector<std::string> uris) {
@@ -355,7 +354,7 @@ void JobManager::DiscardLateObjects(const Job& job, std::vector<std::string> uri
 }
 
 void JobManager::FailJob(Job& job, const absl::Status& status) {
-  if (internal::IsTerminal(job.record.job().state())) return;
+  if (IsTerminal(job.record.job().state())) return;
   job.record.mutable_job()->set_error_code(static_cast<int>(status.code()));
   job.record.mutable_job()->set_error_message(BoundedMessage(status.message()));
   EndJob(job, v1::FAILED);

@@ -155,6 +155,12 @@ class JobManager {
   void RunTransformFold(std::string job_id);
   enum class CleanupScope { kScratchOnly, kScratchAndPartialOutput };
   void RunCleanup(v1::JobRecord record, CleanupScope scope);
+  void SpawnCleanup(v1::JobRecord record, CleanupScope scope) {
+    SpawnThread([this, record = std::move(record), scope]() { RunCleanup(record, scope); });
+  }
+  // For a job thread that is done with `job` (clears busy): true if the job ended meanwhile,
+  // and then what the job wrote is cleaned up.
+  bool EndedWhileBusy(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SpawnThread(std::function<void()> fn) { threads_.Spawn(std::move(fn)); }
   void SchedulerLoop();
   std::string CacheDir(const std::string& job_id) const;

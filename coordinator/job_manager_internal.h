@@ -12,6 +12,7 @@
 #include "caliber/v1/quant_service.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "services/job_state.h"
 
 namespace caliber::coordinator::internal {
 
@@ -26,8 +27,6 @@ inline std::string RandomId(std::string_view prefix) {
 inline google::protobuf::Timestamp NowTimestamp() {
   return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
 }
-
-inline bool IsTerminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
 
 // Transform-phase assignments are told apart by their prefix: their reports never touch the
 // quantize phase's layer records.

@@ -39,8 +39,7 @@ void JobManager::Tick() {
     for (auto& [id, job] : jobs_) {
       if (job.sweep_at > now || job.busy) continue;
       job.sweep_at = absl::InfiniteFuture();
-      v1::JobRecord copy = job.record;
-      SpawnThread([this, copy]() { RunCleanup(copy, CleanupScope::kScratchOnly); });
+      SpawnCleanup(job.record, CleanupScope::kScratchOnly);
     }
   }
   // Workers that stopped heartbeating are lost; their stages go to others.

@@ -52,6 +52,13 @@ void JobManager::RunCleanup(v1::JobRecord record, CleanupScope scope) {
   fs::remove_all(CacheDir(record.job().job_id()), ec);
 }
 
+bool JobManager::EndedWhileBusy(Job& job) {
+  job.busy = false;
+  if (!IsTerminal(job.record.job().state())) return false;
+  SpawnCleanup(job.record, CleanupScope::kScratchAndPartialOutput);
+  return true;
+}
+
 void JobManager::RunPreparation(std::string job_id) {
   v1::JobRecord record;
   {
@@ -61,20 +68,14 @@ void JobManager::RunPreparation(std::string job_id) {
   absl::StatusOr<ModelConfig> config = PrepareJob(storage_, record, CacheDir(job_id));
   absl::MutexLock lock(&mu_);
   Job& job = jobs_.at(job_id);
-  job.busy = false;
-  if (internal::IsTerminal(job.record.job().state())) {  // cancelled meanwhile
-    v1::JobRecord copy = job.record;
-    copy.set_calib_tokens_uri(record.calib_tokens_uri());
-    SpawnThread([this, copy]() { RunCleanup(copy, CleanupScope::kScratchAndPartialOutput); });
-    return;
-  }
+  job.record.set_calib_tokens_uri(record.calib_tokens_uri());
+  if (EndedWhileBusy(job)) return;
   if (!config.ok()) {
     FailJob(job, config.status());
     return;
   }
   job.config = *config;
   job.prepared = true;
-  job.record.set_calib_tokens_uri(record.calib_tokens_uri());
   if (job.record.job().stages_size() == 0) {
     PlanAndAssign(job);
   } else {
@@ -137,13 +138,8 @@ void JobManager::RunTransformFold(std::string job_id) {
       status.ok() ? ModelConfig::FromFile((fs::path(out_dir) / "config.json").string()) : absl::StatusOr<ModelConfig>(status);
   absl::MutexLock lock(&mu_);
   Job& job = jobs_.at(job_id);
-  job.busy = false;
   for (const std::string& uri : uploaded) job.record.add_scratch_objects(uri);
-  if (internal::IsTerminal(job.record.job().state())) {
-    v1::JobRecord copy = job.record;
-    SpawnThread([this, copy]() { RunCleanup(copy, CleanupScope::kScratchAndPartialOutput); });
-    return;
-  }
+  if (EndedWhileBusy(job)) return;
   if (!transformed.ok()) {
     FailJob(job, transformed.status());
     return;
@@ -194,12 +190,7 @@ void JobManager::RunAssembly(std::string job_id) {
   absl::StatusOr<v1::QualityReport> quality = AssembleCheckpoint(storage_, record, config, CacheDir(job_id), hooks);
   absl::MutexLock lock(&mu_);
   Job& job = jobs_.at(job_id);
-  job.busy = false;
-  if (internal::IsTerminal(job.record.job().state())) {
-    v1::JobRecord copy = job.record;
-    SpawnThread([this, copy]() { RunCleanup(copy, CleanupScope::kScratchAndPartialOutput); });
-    return;
-  }
+  if (EndedWhileBusy(job)) return;
   if (!quality.ok()) {
     FailJob(job, quality.status());
     return;

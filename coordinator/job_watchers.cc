@@ -4,11 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/grpc_status.h"
+#include "services/job_state.h"
 
 namespace caliber::coordinator {
 namespace {
-
-bool Terminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
 
 class Rejected final : public grpc::ServerWriteReactor<v1::QuantJobEvent> {
  public:
@@ -185,7 +184,7 @@ JobWatchers::Action JobWatchers::Next(Watcher& w) {
     const Topic& t = it->second;
     w.busy = true;
     w.sent = t.version;
-    w.sent_terminal = Terminal(t.event->job().state());
+    w.sent_terminal = IsTerminal(t.event->job().state());
     w.writing = t.event;
     a.watcher = &w;
     a.write = t.event;

@@ -531,7 +531,9 @@ class Security(ClusterTest):
         self.assertEqual(len(stub.ListQuantJobs(pb.ListQuantJobsRequest(), metadata=as_b, timeout=10).jobs), 0)
         self.assertEqual(len(stub.ListQuantJobs(pb.ListQuantJobsRequest(), metadata=as_a, timeout=10).jobs), 1)
 
-    def test_mtls_everywhere_runs_a_job(self):
+    def start_mtls(self):
+        """A coordinator and 2 workers with mTLS and a worker token; the certificates and the
+        client credentials that pass."""
         certs = make_certs(self.workdir)
         token = os.path.join(self.workdir, "worker.token")
         open(token, "w").write("s3cret\n")
@@ -540,6 +542,11 @@ class Security(ClusterTest):
         c = self.start(workers=2, extra_coordinator=tls, extra_worker=tls)
         ca = open(certs["ca.pem"], "rb").read()
         good = grpc.ssl_channel_credentials(ca, open(certs["node.key"], "rb").read(), open(certs["node.pem"], "rb").read())
+        return c, certs, good
+
+    def test_mtls_everywhere_runs_a_job(self):
+        c, certs, good = self.start_mtls()
+        ca = open(certs["ca.pem"], "rb").read()
         for creds in [None, grpc.ssl_channel_credentials(ca)]:  # plaintext; TLS without a client cert
             chan = grpc.insecure_channel(c.address()) if creds is None else grpc.secure_channel(c.address(), creds)
             with self.assertRaises(grpc.RpcError) as e:
@@ -558,14 +565,7 @@ class Security(ClusterTest):
         # Peer channels are made at the first push. If the CA is gone by then (a rotation in
         # progress), the push must be skipped, never sent over a plaintext fallback channel
         # (which would carry the worker token and the activations in clear).
-        certs = make_certs(self.workdir)
-        token = os.path.join(self.workdir, "worker.token")
-        open(token, "w").write("s3cret\n")
-        tls = ["--tls-cert", certs["node.pem"], "--tls-key", certs["node.key"], "--tls-ca", certs["ca.pem"],
-               "--tls-require-client-cert", "--worker-token-file", token]
-        c = self.start(workers=2, extra_coordinator=tls, extra_worker=tls)
-        ca = open(certs["ca.pem"], "rb").read()
-        good = grpc.ssl_channel_credentials(ca, open(certs["node.key"], "rb").read(), open(certs["node.pem"], "rb").read())
+        c, certs, good = self.start_mtls()
         stub = pb_grpc.QuantServiceStub(grpc.secure_channel(c.address(), good))
         os.rename(certs["ca.pem"], certs["ca.pem"] + ".rotating")
         out = os.path.join(self.workdir, "out")

@@ -238,9 +238,16 @@ class S3Store(ClusterTest):
         moto.upload_inputs()
         return moto
 
-    def submit(self, stub):
-        return stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
+    def calibrating_job(self, moto, budget_ms, request_timeout_ms):
+        """A job on `moto` with these S3 limits on both daemons, once it calibrates."""
+        limits = ["--s3-retry-budget-ms", str(budget_ms), "--s3-request-timeout-ms", str(request_timeout_ms),
+                  "--s3-connect-timeout-ms", "1000"]
+        c = self.start(workers=1, s3=moto, extra_coordinator=limits, extra_worker=limits)
+        stub = self.stub(c)
+        job = stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
             "s3://caliber/m", "s3://caliber/d/calib.i32", "s3://caliber/out/x", nsamples=48, seq_len=256)), timeout=60)
+        self.wait_until(stub, job.job_id, lambda j: j.phase == "calibrating")
+        return stub, job
 
     def test_missing_output_bucket_is_refused_at_submission(self):
         moto = self.moto_with_inputs()
@@ -255,11 +262,7 @@ class S3Store(ClusterTest):
 
     def test_paused_store_fails_the_job_within_the_budget(self):
         moto = self.moto_with_inputs()
-        limits = ["--s3-retry-budget-ms", "3000", "--s3-request-timeout-ms", "2000", "--s3-connect-timeout-ms", "1000"]
-        c = self.start(workers=1, s3=moto, extra_coordinator=limits, extra_worker=limits)
-        stub = self.stub(c)
-        job = self.submit(stub)
-        self.wait_until(stub, job.job_id, lambda j: j.phase == "calibrating")
+        stub, job = self.calibrating_job(moto, budget_ms=3000, request_timeout_ms=2000)
         moto.proc.send_signal(signal.SIGSTOP)
         try:
             paused = time.time()
@@ -277,11 +280,7 @@ class S3Store(ClusterTest):
 
     def test_store_back_within_the_budget_lets_the_job_succeed(self):
         moto = self.moto_with_inputs()
-        limits = ["--s3-retry-budget-ms", "30000", "--s3-request-timeout-ms", "1000", "--s3-connect-timeout-ms", "1000"]
-        c = self.start(workers=1, s3=moto, extra_coordinator=limits, extra_worker=limits)
-        stub = self.stub(c)
-        job = self.submit(stub)
-        self.wait_until(stub, job.job_id, lambda j: j.phase == "calibrating")
+        stub, job = self.calibrating_job(moto, budget_ms=30000, request_timeout_ms=1000)
         moto.proc.send_signal(signal.SIGSTOP)
         time.sleep(4)  # several requests time out and are retried meanwhile
         moto.proc.send_signal(signal.SIGCONT)
