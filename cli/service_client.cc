@@ -8,10 +8,13 @@
 #include "cli/exit_codes.h"
 #include "grpcpp/grpcpp.h"
 #include "services/auth/call_credentials.h"
+#include "services/auth/secret_file_mode.h"
 #include "services/auth/tls.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070", "coordinator address (env CALIBER_COORDINATOR)");
 ABSL_FLAG(std::string, token_file, "", "file holding this client's bearer token");
+ABSL_FLAG(bool, allow_insecure_token_file_permissions, false,
+          "use --token-file even when group/others may read or write it (warns)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle: connect with TLS and verify the coordinator");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mTLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM client key (mTLS)");
@@ -37,6 +40,11 @@ absl::StatusOr<ServiceClient> ConnectFromFlags() {
   ServiceClient client;
   client.stub = v1::QuantService::NewStub(*channel);
   if (const std::string f = absl::GetFlag(FLAGS_token_file); !f.empty()) {
+    if (absl::Status s = auth::CheckSecretFileMode("caliber", "--token-file", f,
+                                                   absl::GetFlag(FLAGS_allow_insecure_token_file_permissions));
+        !s.ok()) {
+      return s;
+    }
     absl::StatusOr<std::string> token = auth::ReadTokenFile(f);
     if (!token.ok()) return token.status();
     client.token = *token;

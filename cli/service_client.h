@@ -24,8 +24,9 @@ absl::StatusOr<ServiceClient> ConnectFromFlags();
 // --coordinator.
 std::string CoordinatorAddress();
 // The names of the flags ConnectFromFlags reads, for the commands' flag lists.
-inline constexpr std::string_view kConnectionFlags[] = {"coordinator", "token_file", "tls_ca",
-                                                        "tls_cert",    "tls_key",    "tls_server_name"};
+inline constexpr std::string_view kConnectionFlags[] = {
+    "coordinator", "token_file", "allow_insecure_token_file_permissions", "tls_ca", "tls_cert", "tls_key",
+    "tls_server_name"};
 
 // One line: id, state, phase, layers, stages; and the detailed form for `caliber status`.
 std::string JobLine(const v1::QuantJob& job);

@@ -56,16 +56,20 @@ int Run() {
 
   std::unique_ptr<auth::TenantRegistry> tenants;
   if (const std::string f = absl::GetFlag(FLAGS_tokens_file); !f.empty()) {
+    if (absl::Status s = daemon::CheckTokenFile("caliber-coordinator", "--tokens-file", f); !s.ok()) {
+      return daemon::Fail("tokens", s);
+    }
     absl::StatusOr<std::unique_ptr<auth::TenantRegistry>> r = auth::TenantRegistry::LoadFile(f);
     if (!r.ok()) return daemon::Fail("tokens", r.status());
     tenants = *std::move(r);
   } else {
     tenants = auth::TenantRegistry::AllowAll();
   }
-  absl::StatusOr<std::string> worker_token = daemon::WorkerToken();
+  absl::StatusOr<std::string> worker_token = daemon::WorkerToken("caliber-coordinator");
   if (!worker_token.ok()) return daemon::Fail("worker token", worker_token.status());
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = daemon::ServerCredentialsFromFlags();
-  if (!creds.ok()) return daemon::Fail("tls", creds.status());
+  absl::StatusOr<std::unique_ptr<auth::TlsReloader>> tls =
+      daemon::TlsReloaderFromFlags("caliber-coordinator", registry.get());
+  if (!tls.ok()) return daemon::Fail("tls", tls.status());
 
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
@@ -94,7 +98,7 @@ int Run() {
   coordinator::CoordinatorServiceImpl coordinator_service(jobs, *worker_token);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *creds, &port);
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), (*tls)->ServerCredentials(), &port);
   builder.RegisterService(&quant_service);
   builder.RegisterService(&coordinator_service);
   builder.SetMaxReceiveMessageSize(64 << 20);
@@ -106,6 +110,8 @@ int Run() {
   }
   daemon::Announce("caliber-coordinator", port, metrics_server->get());
 
+  // SIGHUP: re-read the TLS files now (rotation); the poll every --tls-refresh-interval does too.
+  std::unique_ptr<runtime::HangupWatcher> hangup = daemon::ReloadTlsOnHangup(**tls);
   const int sig = runtime::WaitForTerminationSignal();
   std::fprintf(stderr, "caliber-coordinator: signal %d, shutting down\n", sig);
   // End the watch streams (UNAVAILABLE: the client re-watches elsewhere or later), stop taking

@@ -7,13 +7,23 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "services/grpc_status.h"
+#include "workers/tls_refusal.h"
 #include "workers/transform_stage.h"
 
 namespace caliber::workers {
+namespace {
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const auth::TlsReloader* tls, const std::string& target) {
+  if (tls != nullptr) return tls->Channel(target);
+  return auth::MakeChannel(target, auth::TlsOptions{});
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(WorkerOptions options, storage::Storage& storage,
                                                                  ActivationInbox& inbox,
                                                                  metrics::WorkerMetrics* metrics) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = auth::MakeChannel(options.coordinator, options.tls);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(options.tls, options.coordinator);
   if (!channel.ok()) return channel.status();
   return std::unique_ptr<WorkerAgent>(
       new WorkerAgent(std::move(options), *std::move(channel), storage, inbox, metrics));
@@ -40,7 +50,7 @@ std::unique_ptr<grpc::ClientContext> WorkerAgent::NewContext(int timeout_ms) con
 absl::StatusOr<std::shared_ptr<grpc::Channel>> WorkerAgent::ChannelTo(const std::string& address) {
   absl::MutexLock lock(&mu_);
   if (auto it = peers_.find(address); it != peers_.end()) return it->second;
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = auth::MakeChannel(address, options_.tls);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(options_.tls, address);
   if (!channel.ok()) {
     return absl::Status(channel.status().code(),
                         absl::StrCat("no channel to ", address, ", nothing sent: ", channel.status().message()));
@@ -163,6 +173,20 @@ absl::Status WorkerAgent::OnCoordinatorError(const absl::Status& status, absl::D
   if (!refused) {
     // Unreachable or restarting: not an answer, so it neither counts nor resets the refusals.
     retry_in = absl::Milliseconds(500);
+    const std::string tls_why = status.code() == absl::StatusCode::kUnavailable
+                                    ? ExplainTlsRefusal(status.message(), options_.tls != nullptr && options_.tls->enabled())
+                                    : std::string();
+    if (!tls_why.empty()) {
+      // Keyed on the explanation, not gRPC's text (which varies between retries): one line,
+      // then at most one per 30 s with the count of those held back. A rotation may fix it,
+      // so the worker keeps retrying.
+      if (coordinator_errors_.ShouldLog(tls_why, suppressed)) {
+        std::fprintf(stderr, "caliber-worker %s: the coordinator at %s refused the TLS connection: %s [%s] (retrying%s)\n",
+                     id, options_.coordinator.c_str(), tls_why.c_str(), status.ToString().c_str(),
+                     suppressed > 0 ? absl::StrCat("; ", suppressed, " more like it").c_str() : "");
+      }
+      return absl::OkStatus();
+    }
     if (coordinator_errors_.ShouldLog(status.ToString(), suppressed)) {
       std::fprintf(stderr, "caliber-worker %s: cannot reach the coordinator at %s: %s (retrying%s)\n", id,
                    options_.coordinator.c_str(), status.ToString().c_str(),

@@ -13,7 +13,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "caliber/v1/worker_protocol.grpc.pb.h"
-#include "services/auth/tls.h"
+#include "services/auth/tls_reloader.h"
 #include "workers/repeat_limiter.h"
 #include "workers/stage_runner.h"
 
@@ -27,7 +27,9 @@ struct WorkerOptions {
   std::string device = "cpu";
   std::string work_dir;
   std::string token;               // worker token presented to the coordinator and peers
-  auth::TlsOptions tls;            // client side (to coordinator and peers)
+  // Client side (to coordinator and peers); must outlive the agent. Rotated material is used
+  // for new connections. Null: plaintext.
+  const auth::TlsReloader* tls = nullptr;
   // Consecutive UNAUTHENTICATED / PERMISSION_DENIED answers (wrong or missing worker token)
   // after which Run() gives up; 0: never. Retries back off from 0.5 s to 8 s meanwhile.
   int max_auth_refusals = 10;

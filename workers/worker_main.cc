@@ -48,10 +48,10 @@ int Run() {
   if (absl::GetFlag(FLAGS_device) != "cpu") {
     return daemon::Fail("device", absl::UnimplementedError("only --device cpu is built into this worker"));
   }
-  absl::StatusOr<std::string> token = daemon::WorkerToken();
+  absl::StatusOr<std::string> token = daemon::WorkerToken("caliber-worker");
   if (!token.ok()) return daemon::Fail("worker token", token.status());
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = daemon::ServerCredentialsFromFlags();
-  if (!creds.ok()) return daemon::Fail("tls", creds.status());
+  absl::StatusOr<std::unique_ptr<auth::TlsReloader>> tls = daemon::TlsReloaderFromFlags("caliber-worker", registry.get());
+  if (!tls.ok()) return daemon::Fail("tls", tls.status());
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
 
@@ -59,7 +59,7 @@ int Run() {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  builder.AddListeningPort(listen, *creds, &port);
+  builder.AddListeningPort(listen, (*tls)->ServerCredentials(), &port);
   builder.RegisterService(&inbox);
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -82,7 +82,7 @@ int Run() {
     options.work_dir = (std::filesystem::temp_directory_path() / absl::StrCat("caliber-worker-", ::getpid())).string();
   }
   options.token = *token;
-  options.tls = daemon::TlsFromFlags();
+  options.tls = tls->get();
   options.max_auth_refusals = absl::GetFlag(FLAGS_max_auth_refusals);
   if (options.max_auth_refusals < 0) {
     return daemon::Fail("flags", absl::InvalidArgumentError("--max-auth-refusals must be >= 0"));
@@ -93,6 +93,8 @@ int Run() {
   workers::WorkerAgent& agent = **created;
   daemon::Announce("caliber-worker " + options.worker_id, port, metrics_server->get());
 
+  // SIGHUP: re-read the TLS files now (rotation); the poll every --tls-refresh-interval does too.
+  std::unique_ptr<runtime::HangupWatcher> hangup = daemon::ReloadTlsOnHangup(**tls);
   // The agent runs here until a signal stops it or the coordinator keeps refusing us.
   runtime::TerminationWaiter waiter([&agent, &options](int sig) {
     std::fprintf(stderr, "caliber-worker %s: signal %d, finishing the current layer\n", options.worker_id.c_str(), sig);

@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "services/auth/cert_check.h"
 
 namespace caliber::auth {
 namespace {
@@ -95,25 +96,8 @@ absl::Status CheckCertAndKey(const TlsOptions& options, const std::string& cert_
   return absl::OkStatus();
 }
 
-absl::Status CheckCa(const TlsOptions& options, const std::string& ca_pem) {
-  auto bio = MemBio(ca_pem);
-  std::unique_ptr<X509, X509Deleter> cert(
-      PEM_read_bio_X509(bio.get(), nullptr, NoPassword, nullptr));
-  ERR_clear_error();
-  if (cert == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TLS ca_file ", options.ca_file, ": no PEM certificate could be parsed"));
-  }
-  return absl::OkStatus();
-}
-
-struct KeyPair {
-  std::string cert;
-  std::string key;
-};
-
 // Both or neither of cert_file/key_file; `required` on the server side.
-absl::StatusOr<KeyPair> LoadKeyPair(const TlsOptions& options, bool required) {
+absl::Status LoadKeyPair(const TlsOptions& options, bool required, absl::Time now, TlsMaterial& m) {
   if (options.cert_file.empty() != options.key_file.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("TLS: cert_file and key_file go together, got only ",
@@ -125,31 +109,58 @@ absl::StatusOr<KeyPair> LoadKeyPair(const TlsOptions& options, bool required) {
       return absl::InvalidArgumentError(
           "TLS: a server needs cert_file and key_file (only ca_file was given)");
     }
-    return KeyPair{};
+    return absl::OkStatus();
   }
-  KeyPair pair;
   absl::StatusOr<std::string> cert = ReadPem("cert_file", options.cert_file);
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadPem("key_file", options.key_file);
   if (!key.ok()) return key.status();
   if (absl::Status s = CheckCertAndKey(options, *cert, *key); !s.ok()) return s;
-  pair.cert = std::move(*cert);
-  pair.key = std::move(*key);
-  return pair;
+  absl::StatusOr<std::vector<CertDates>> dates = ParseCertificates("cert_file", options.cert_file, *cert);
+  if (!dates.ok()) return dates.status();
+  if (absl::Status s = CheckDates("cert_file", options.cert_file, *dates, now); !s.ok()) return s;
+  m.cert = std::move(*cert);
+  m.key = std::move(*key);
+  m.cert_expiry = EarliestExpiry(*dates);
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> LoadCa(const TlsOptions& options) {
-  if (options.ca_file.empty()) return std::string();
+absl::Status LoadCa(const TlsOptions& options, absl::Time now, TlsMaterial& m) {
+  if (options.ca_file.empty()) return absl::OkStatus();
   absl::StatusOr<std::string> ca = ReadPem("ca_file", options.ca_file);
   if (!ca.ok()) return ca.status();
-  if (absl::Status s = CheckCa(options, *ca); !s.ok()) return s;
-  return ca;
+  absl::StatusOr<std::vector<CertDates>> dates = ParseCertificates("ca_file", options.ca_file, *ca);
+  if (!dates.ok()) return dates.status();
+  if (absl::Status s = CheckDates("ca_file", options.ca_file, *dates, now); !s.ok()) return s;
+  m.ca = std::move(*ca);
+  m.ca_expiry = EarliestExpiry(*dates);
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 bool TlsOptions::enabled() const {
   return !cert_file.empty() || !key_file.empty() || !ca_file.empty();
+}
+
+absl::StatusOr<TlsMaterial> LoadTlsMaterial(const TlsOptions& options, bool server, absl::Time now) {
+  if (options.require_client_cert && options.ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS: require_client_cert needs ca_file (the CA that signs client certificates)");
+  }
+  TlsMaterial m;
+  if (!options.enabled()) return m;
+  if (absl::Status s = LoadKeyPair(options, /*required=*/server, now, m); !s.ok()) return s;
+  if (absl::Status s = LoadCa(options, now, m); !s.ok()) return s;
+  return m;
+}
+
+grpc_ssl_client_certificate_request_type ClientCertRequest(const TlsOptions& options) {
+  // With a CA but no requirement, a client certificate is optional but verified when presented,
+  // so an identity seen by the server is always one the CA vouches for.
+  return options.require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+         : options.ca_file.empty()   ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                     : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
@@ -161,23 +172,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     }
     return grpc::InsecureServerCredentials();
   }
-  if (options.require_client_cert && options.ca_file.empty()) {
-    return absl::InvalidArgumentError(
-        "TLS: require_client_cert needs ca_file (the CA that signs client certificates)");
-  }
-  absl::StatusOr<KeyPair> pair = LoadKeyPair(options, /*required=*/true);
-  if (!pair.ok()) return pair.status();
-  absl::StatusOr<std::string> ca = LoadCa(options);
-  if (!ca.ok()) return ca.status();
-
-  // With a CA but no requirement, a client certificate is optional but verified when presented,
-  // so an identity seen by the server is always one the CA vouches for.
-  grpc::SslServerCredentialsOptions ssl(
-      options.require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-      : options.ca_file.empty()   ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                  : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  ssl.pem_root_certs = std::move(*ca);
-  ssl.pem_key_cert_pairs.push_back({std::move(pair->key), std::move(pair->cert)});
+  absl::StatusOr<TlsMaterial> m = LoadTlsMaterial(options, /*server=*/true);
+  if (!m.ok()) return m.status();
+  grpc::SslServerCredentialsOptions ssl(ClientCertRequest(options));
+  ssl.pem_root_certs = std::move(m->ca);
+  ssl.pem_key_cert_pairs.push_back({std::move(m->key), std::move(m->cert)});
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::SslServerCredentials(ssl);
   if (creds == nullptr) return absl::InternalError("TLS: gRPC refused the server credentials");
   return creds;
@@ -186,23 +185,18 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const TlsOptions& options) {
   if (!options.enabled()) return grpc::InsecureChannelCredentials();
-  absl::StatusOr<KeyPair> pair = LoadKeyPair(options, /*required=*/false);
-  if (!pair.ok()) return pair.status();
-  absl::StatusOr<std::string> ca = LoadCa(options);
-  if (!ca.ok()) return ca.status();
+  absl::StatusOr<TlsMaterial> m = LoadTlsMaterial(options, /*server=*/false);
+  if (!m.ok()) return m.status();
   grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = std::move(*ca);
-  ssl.pem_private_key = std::move(pair->key);
-  ssl.pem_cert_chain = std::move(pair->cert);
+  ssl.pem_root_certs = std::move(m->ca);
+  ssl.pem_private_key = std::move(m->key);
+  ssl.pem_cert_chain = std::move(m->cert);
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::SslCredentials(ssl);
   if (creds == nullptr) return absl::InternalError("TLS: gRPC refused the channel credentials");
   return creds;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
-                                                           const TlsOptions& options) {
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(options);
-  if (!creds.ok()) return creds.status();
+grpc::ChannelArguments ChannelArgs(const TlsOptions& options) {
   grpc::ChannelArguments args;
   if (options.enabled() && !options.server_name_override.empty()) {
     args.SetSslTargetNameOverride(options.server_name_override);
@@ -210,7 +204,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   // Replies as large as the servers accept requests (64 MiB): the transform phase's R1
   // gradient sums are hidden_size² doubles.
   args.SetMaxReceiveMessageSize(64 << 20);
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *creds, args);
+  return args;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
+                                                           const TlsOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(options);
+  if (!creds.ok()) return creds.status();
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *creds, ChannelArgs(options));
   if (channel == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create a channel to ", target));
   }

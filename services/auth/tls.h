@@ -5,7 +5,12 @@
 #include <memory>
 #include <string>
 
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/support/channel_arguments.h>
+
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace grpc {
 class Channel;
@@ -24,6 +29,24 @@ struct TlsOptions {
   bool enabled() const;              // any file set
 };
 
+// The PEM material of `options`, read and checked at one moment: every file parses, the key
+// matches the certificate, and every certificate is valid at `now` (expired or not yet valid ->
+// FailedPrecondition naming the file and the dates). `server`: cert_file/key_file required.
+struct TlsMaterial {
+  std::string cert, key, ca;  // "" when not configured
+  absl::Time cert_expiry = absl::InfiniteFuture();  // earliest not_after in cert_file
+  absl::Time ca_expiry = absl::InfiniteFuture();    // earliest not_after in ca_file
+};
+absl::StatusOr<TlsMaterial> LoadTlsMaterial(const TlsOptions& options, bool server,
+                                            absl::Time now = absl::Now());
+
+// How a server with `options` asks for client certificates.
+grpc_ssl_client_certificate_request_type ClientCertRequest(const TlsOptions& options);
+
+// Server name override (when set and TLS is on) and the 64 MiB receive limit.
+grpc::ChannelArguments ChannelArgs(const TlsOptions& options);
+
+// Static credentials, read once (the CLI). Daemons use TlsReloader (tls_reloader.h).
 // Empty options -> grpc::InsecureServerCredentials(). Enabled: cert_file and key_file are
 // required (and must match each other); with ca_file a client certificate, if presented, must
 // chain to it; with require_client_cert (needs ca_file) one must be presented (mTLS).

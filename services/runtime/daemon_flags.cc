@@ -6,7 +6,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "services/auth/call_credentials.h"
+#include "services/auth/secret_file_mode.h"
 
 ABSL_FLAG(std::string, file_roots, "", "directories file:// URIs may use (comma-separated; default: working dir)");
 ABSL_FLAG(std::string, s3_endpoint, "", "S3 endpoint URL (MinIO, moto, ...); default AWS");
@@ -23,7 +25,14 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify peers");
 ABSL_FLAG(std::string, tls_server_name, "", "expected server name of peers (default: their host)");
 ABSL_FLAG(bool, tls_require_client_cert, false, "mTLS: peers must present a certificate signed by --tls-ca");
+ABSL_FLAG(absl::Duration, tls_expiry_warning, absl::Hours(720),
+          "warn at start-up and on reload when a --tls-cert/--tls-ca certificate expires within this");
+ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Seconds(60),
+          "re-read the --tls-* files this often (new material for new connections; bad material is "
+          "refused and the old kept); SIGHUP re-reads at once; 0: only on SIGHUP");
 ABSL_FLAG(std::string, worker_token_file, "", "shared secret between the coordinator and its workers");
+ABSL_FLAG(bool, allow_insecure_token_file_permissions, false,
+          "start even when a token file is readable or writable by group/others (warns)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0", "address of /metrics (\"\" disables)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once listening");
 
@@ -59,15 +68,42 @@ auth::TlsOptions TlsFromFlags() {
   return t;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags() {
+absl::StatusOr<std::unique_ptr<auth::TlsReloader>> TlsReloaderFromFlags(const std::string& name,
+                                                                       prometheus::Registry* registry) {
   auth::TlsOptions tls = TlsFromFlags();
   tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
-  return auth::MakeServerCredentials(tls);
+  auth::ReloadOptions reload;
+  reload.name = name;
+  reload.refresh_interval = absl::GetFlag(FLAGS_tls_refresh_interval);
+  reload.expiry_warning = absl::GetFlag(FLAGS_tls_expiry_warning);
+  reload.registry = registry;
+  if (reload.refresh_interval < absl::ZeroDuration() || reload.expiry_warning < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--tls-refresh-interval and --tls-expiry-warning must be >= 0");
+  }
+  if (reload.refresh_interval > absl::ZeroDuration() && reload.refresh_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--tls-refresh-interval must be 0 (SIGHUP only) or at least 1s");
+  }
+  return auth::TlsReloader::Create(std::move(tls), /*server=*/true, std::move(reload));
 }
 
-absl::StatusOr<std::string> WorkerToken() {
+std::unique_ptr<runtime::HangupWatcher> ReloadTlsOnHangup(auth::TlsReloader& tls) {
+  return std::make_unique<runtime::HangupWatcher>([&tls] {
+    if (tls.enabled()) {
+      (void)tls.Reload(/*verbose=*/true);
+    } else {
+      std::fprintf(stderr, "SIGHUP: no TLS material to reload (plaintext)\n");
+    }
+  });
+}
+
+absl::Status CheckTokenFile(const std::string& name, const std::string& flag, const std::string& path) {
+  return auth::CheckSecretFileMode(name, flag, path, absl::GetFlag(FLAGS_allow_insecure_token_file_permissions));
+}
+
+absl::StatusOr<std::string> WorkerToken(const std::string& name) {
   const std::string path = absl::GetFlag(FLAGS_worker_token_file);
   if (path.empty()) return std::string();
+  if (absl::Status s = CheckTokenFile(name, "--worker-token-file", path); !s.ok()) return s;
   return auth::ReadTokenFile(path);
 }
 

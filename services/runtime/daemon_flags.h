@@ -7,7 +7,9 @@
 
 #include "absl/status/statusor.h"
 #include "services/auth/tls.h"
+#include "services/auth/tls_reloader.h"
 #include "services/metrics/metrics_server.h"
+#include "services/runtime/signals.h"
 #include "services/storage/storage.h"
 
 namespace prometheus {
@@ -22,10 +24,21 @@ namespace caliber::daemon {
 absl::StatusOr<std::unique_ptr<storage::Storage>> MakeStorage(storage::StorageObserver* observer);
 // --tls-cert, --tls-key, --tls-ca, --tls-server-name.
 auth::TlsOptions TlsFromFlags();
-// The server side of --tls-*, plus --tls-require-client-cert (mTLS); insecure without --tls-cert.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags();
-// The contents of --worker-token-file ("" without one): the secret between coordinator and workers.
-absl::StatusOr<std::string> WorkerToken();
+// The daemon's TLS material from --tls-* (plus --tls-require-client-cert, mTLS), validated
+// (refuses expired / not yet valid certificates, a key not matching its certificate), warning
+// within --tls-expiry-warning, re-read every --tls-refresh-interval and on SIGHUP (see
+// ReloadTlsOnHangup). Plaintext without --tls-*; cert and key are required with any of them.
+// `name` prefixes log lines; the expiry gauge goes to `registry`.
+absl::StatusOr<std::unique_ptr<auth::TlsReloader>> TlsReloaderFromFlags(const std::string& name,
+                                                                       prometheus::Registry* registry);
+// Reloads `tls` on every SIGHUP, logging the outcome (an error keeps the previous material).
+std::unique_ptr<runtime::HangupWatcher> ReloadTlsOnHangup(auth::TlsReloader& tls);
+// CheckSecretFileMode for a token file named by `flag`, honouring
+// --allow-insecure-token-file-permissions.
+absl::Status CheckTokenFile(const std::string& name, const std::string& flag, const std::string& path);
+// The contents of --worker-token-file ("" without one): the secret between coordinator and
+// workers; refused when group/world accessible (CheckTokenFile).
+absl::StatusOr<std::string> WorkerToken(const std::string& name);
 // --metrics-listen ("" disables /metrics).
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry);
 // Logs the bound ports and writes --port-file (the gRPC port, for callers that chose port 0).

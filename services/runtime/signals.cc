@@ -17,6 +17,8 @@ namespace {
 
 // Written by the handler (any thread), read by the waiters.
 int g_signal_pipe[2] = {-1, -1};
+// The same for SIGHUP, read by HangupWatcher.
+int g_hangup_pipe[2] = {-1, -1};
 
 void ForwardSignal(int signo) {
   const int saved = errno;
@@ -26,7 +28,12 @@ void ForwardSignal(int signo) {
   errno = saved;
 }
 
-void IgnoreSignal(int) {}
+void ForwardHangup(int) {
+  const int saved = errno;
+  const unsigned char byte = SIGHUP;
+  [[maybe_unused]] const ssize_t n = write(g_hangup_pipe[1], &byte, 1);
+  errno = saved;
+}
 
 sigset_t SignalSet(bool with_hup) {
   sigset_t set;
@@ -39,13 +46,14 @@ sigset_t SignalSet(bool with_hup) {
 
 void InstallHandlers() {
   if (pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) std::abort();  // out of descriptors
+  if (pipe2(g_hangup_pipe, O_CLOEXEC | O_NONBLOCK) != 0) std::abort();
   struct sigaction action {};
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
   action.sa_handler = ForwardSignal;
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
-  action.sa_handler = IgnoreSignal;
+  action.sa_handler = ForwardHangup;
   sigaction(SIGHUP, &action, nullptr);
 }
 
@@ -128,6 +136,44 @@ void TerminationWaiter::Stop() {
   thread_.join();
   // After joining thread_, which is what sets callback_thread_.
   if (callback_thread_.joinable()) callback_thread_.join();
+}
+
+HangupWatcher::HangupWatcher(std::function<void()> on_hangup) : on_hangup_(std::move(on_hangup)) {
+  BlockTerminationSignals();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) std::abort();  // out of descriptors
+  stop_read_fd_ = fds[0];
+  stop_write_fd_ = fds[1];
+  thread_ = std::thread([this] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    const int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) std::abort();
+    while (true) {
+      pollfd watched[3] = {{g_hangup_pipe[0], POLLIN, 0}, {sfd, POLLIN, 0}, {stop_read_fd_, POLLIN, 0}};
+      if (poll(watched, 3, -1) < 0) continue;  // EINTR
+      if (watched[2].revents != 0) break;
+      // Drain both sources: several signals in a row mean one more reload.
+      unsigned char bytes[64];
+      while (read(g_hangup_pipe[0], bytes, sizeof(bytes)) > 0) {
+      }
+      signalfd_siginfo info{};
+      while (read(sfd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+      }
+      if (on_hangup_) on_hangup_();
+    }
+    close(sfd);
+  });
+}
+
+HangupWatcher::~HangupWatcher() {
+  const char byte = 1;
+  while (write(stop_write_fd_, &byte, 1) < 0 && errno == EINTR) {
+  }
+  thread_.join();
+  close(stop_read_fd_);
+  close(stop_write_fd_);
 }
 
 }  // namespace caliber::runtime

@@ -16,8 +16,8 @@
 namespace caliber::runtime {
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (pthread_sigmask) and installs the
-// forwarding handler for SIGTERM/SIGINT (and a no-op one for SIGHUP: a closed terminal does not
-// kill a daemon). Call it first thing in main: threads inherit the mask, so every thread gRPC
+// forwarding handler for SIGTERM/SIGINT (and one for SIGHUP feeding HangupWatcher; without a
+// watcher SIGHUP does nothing: a closed terminal does not kill a daemon). Call it first thing in main: threads inherit the mask, so every thread gRPC
 // and others start later leaves the signals to the waiters. Idempotent. Child processes
 // inherit the blocked mask: reset it (posix_spawnattr_setsigmask) when spawning programs that
 // must be stoppable with SIGTERM/SIGINT.
@@ -56,6 +56,24 @@ class TerminationWaiter {
   std::atomic<int> signal_{0};
   std::thread thread_;           // waits
   std::thread callback_thread_;  // runs on_signal_; set by thread_, joined after it
+};
+
+// A thread that runs `on_hangup` for every SIGHUP (operators send it after rotating TLS files).
+// Needs BlockTerminationSignals first (which turns SIGHUP from "terminate" into a forwarded
+// signal). Signals arriving while on_hangup runs are merged into one more run.
+class HangupWatcher {
+ public:
+  explicit HangupWatcher(std::function<void()> on_hangup);
+  ~HangupWatcher();  // stops and joins; waits for a running on_hangup
+
+  HangupWatcher(const HangupWatcher&) = delete;
+  HangupWatcher& operator=(const HangupWatcher&) = delete;
+
+ private:
+  std::function<void()> on_hangup_;
+  int stop_read_fd_ = -1;
+  int stop_write_fd_ = -1;
+  std::thread thread_;
 };
 
 }  // namespace caliber::runtime

@@ -203,5 +203,14 @@ def proc_status(pid):
     return fields
 
 
+def write_secret(path, text):
+    """A token file as an operator must write it: mode 0600 (the daemons refuse group/world access)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
 def new_workdir(prefix):
     return tempfile.mkdtemp(prefix=prefix)

@@ -147,8 +147,7 @@ class WorkerAuth(CliTest):
         good = os.path.join(self.workdir, "good.token")
         bad = os.path.join(self.workdir, "bad.token")
         for path, token in ((good, "s3cret\n"), (bad, "guess\n")):
-            with open(path, "w") as f:
-                f.write(token)
+            cluster.write_secret(path, token)
         c = self.start(workers=0, extra_coordinator=["--worker-token-file", good])
         wrong = self.spawn_worker(c, "wrong", "--worker-token-file", bad, "--max-auth-refusals", "3")
         none = self.spawn_worker(c, "none", "--max-auth-refusals", "2")

@@ -497,11 +497,11 @@ class Security(ClusterTest):
     def test_tokens_tenants_and_prefixes(self):
         tokens = os.path.join(self.workdir, "tokens.json")
         data = file_uri(os.path.join(cluster.ROOT, "testdata")) + "/"
-        json.dump({"tenants": [
+        cluster.write_secret(tokens, json.dumps({"tenants": [
             {"name": "a", "tokens": ["tok-a"], "read_prefixes": [data],
              "write_prefixes": [file_uri(os.path.join(self.workdir, "a")) + "/"]},
             {"name": "b", "tokens": ["tok-b"], "read_prefixes": [data],
-             "write_prefixes": [file_uri(os.path.join(self.workdir, "b")) + "/"]}]}, open(tokens, "w"))
+             "write_prefixes": [file_uri(os.path.join(self.workdir, "b")) + "/"]}]}))
         c = self.start(workers=0, extra_coordinator=["--tokens-file", tokens])
         stub = self.stub(c)
         a_out = file_uri(os.path.join(self.workdir, "a", "q"))
@@ -531,14 +531,14 @@ class Security(ClusterTest):
         self.assertEqual(len(stub.ListQuantJobs(pb.ListQuantJobsRequest(), metadata=as_b, timeout=10).jobs), 0)
         self.assertEqual(len(stub.ListQuantJobs(pb.ListQuantJobsRequest(), metadata=as_a, timeout=10).jobs), 1)
 
-    def start_mtls(self):
+    def start_mtls(self, extra=()):
         """A coordinator and 2 workers with mTLS and a worker token; the certificates and the
         client credentials that pass."""
         certs = make_certs(self.workdir)
         token = os.path.join(self.workdir, "worker.token")
-        open(token, "w").write("s3cret\n")
+        cluster.write_secret(token, "s3cret\n")
         tls = ["--tls-cert", certs["node.pem"], "--tls-key", certs["node.key"], "--tls-ca", certs["ca.pem"],
-               "--tls-require-client-cert", "--worker-token-file", token]
+               "--tls-require-client-cert", "--worker-token-file", token] + list(extra)
         c = self.start(workers=2, extra_coordinator=tls, extra_worker=tls)
         ca = open(certs["ca.pem"], "rb").read()
         good = grpc.ssl_channel_credentials(ca, open(certs["node.key"], "rb").read(), open(certs["node.pem"], "rb").read())
@@ -561,11 +561,12 @@ class Security(ClusterTest):
         self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
         self.assertTrue(os.path.exists(os.path.join(out, "caliber_manifest.json")))
 
-    def test_peer_channels_fail_closed_when_tls_material_goes_missing(self):
+    def test_peer_channels_keep_validated_tls_material_when_files_go_missing(self):
         # Peer channels are made at the first push. If the CA is gone by then (a rotation in
-        # progress), the push must be skipped, never sent over a plaintext fallback channel
-        # (which would carry the worker token and the activations in clear).
-        c, certs, good = self.start_mtls()
+        # progress), the push must never go over a plaintext fallback channel (which would carry
+        # the worker token and the activations in clear). The material validated at start-up
+        # stays in use: the reload fails, says so, and the push goes over TLS.
+        c, certs, good = self.start_mtls(extra=["--tls-refresh-interval", "1s"])
         stub = pb_grpc.QuantServiceStub(grpc.secure_channel(c.address(), good))
         os.rename(certs["ca.pem"], certs["ca.pem"] + ".rotating")
         out = os.path.join(self.workdir, "out")
@@ -573,11 +574,11 @@ class Security(ClusterTest):
             file_uri(cluster.MODEL), file_uri(cluster.CALIB), file_uri(out), nsamples=8, seq_len=64,
             propagation=pb.PIPELINED)), timeout=60)
         final = self.follow(stub, job.job_id)
-        self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)  # the next stage read the stored copy
+        self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
         logs = c.log("w1") + c.log("w2")
-        self.assertIn("nothing sent", logs)
-        self.assertIn("the next stage reads the stored copy", logs)
-
+        self.assertIn("cannot reload TLS material, keeping the previous one", logs)
+        self.assertIn("ca.pem: does not exist", logs)
+        self.assertNotIn("wrong version number", logs)  # no plaintext push reached a peer
 
 if __name__ == "__main__":
     unittest.main()
