@@ -100,6 +100,7 @@ TlsReloader::~TlsReloader() {
     stop_ = true;
   }
   if (poller_.joinable()) poller_.join();
+  provider_.reset();  // its refresh thread stops (if no credentials still hold it) before the copy goes
   if (!dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -144,6 +145,7 @@ void TlsReloader::WarnIfExpiringSoon() {
 
 absl::Status TlsReloader::Reload(bool verbose) {
   if (!enabled()) return absl::OkStatus();
+  absl::MutexLock serial(&reload_mu_);
   absl::StatusOr<TlsMaterial> m = LoadTlsMaterial(options_, server_);
   absl::MutexLock lock(&mu_);
   absl::Status status = m.status();

@@ -70,6 +70,7 @@ class TlsReloader {
   prometheus::Gauge* cert_expiry_ = nullptr;
   prometheus::Gauge* ca_expiry_ = nullptr;
 
+  absl::Mutex reload_mu_;  // one Reload at a time (poller and SIGHUP): files read in order
   absl::Mutex mu_;
   TlsMaterial current_ ABSL_GUARDED_BY(mu_);
   bool warned_ ABSL_GUARDED_BY(mu_) = false;       // about current_'s expiry

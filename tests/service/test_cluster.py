@@ -569,6 +569,11 @@ class Security(ClusterTest):
         c, certs, good = self.start_mtls(extra=["--tls-refresh-interval", "1s"])
         stub = pb_grpc.QuantServiceStub(grpc.secure_channel(c.address(), good))
         os.rename(certs["ca.pem"], certs["ca.pem"] + ".rotating")
+        # Both workers have noticed (and kept their material) before the job's first push.
+        deadline = time.time() + 120
+        while not all("cannot reload TLS material, keeping the previous one" in c.log(w) for w in ("w1", "w2")):
+            self.assertLess(time.time(), deadline, "a worker never re-read its TLS files")
+            time.sleep(0.2)
         out = os.path.join(self.workdir, "out")
         job = stub.SubmitQuantJob(pb.SubmitQuantJobRequest(spec=spec(
             file_uri(cluster.MODEL), file_uri(cluster.CALIB), file_uri(out), nsamples=8, seq_len=64,
@@ -576,7 +581,6 @@ class Security(ClusterTest):
         final = self.follow(stub, job.job_id)
         self.assertEqual(final.state, pb.SUCCEEDED, final.error_message)
         logs = c.log("w1") + c.log("w2")
-        self.assertIn("cannot reload TLS material, keeping the previous one", logs)
         self.assertIn("ca.pem: does not exist", logs)
         self.assertNotIn("wrong version number", logs)  # no plaintext push reached a peer
 
