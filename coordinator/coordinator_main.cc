@@ -111,7 +111,7 @@ int Run() {
   daemon::Announce("caliber-coordinator", port, metrics_server->get());
 
   // SIGHUP: re-read the TLS files now (rotation); the poll every --tls-refresh-interval does too.
-  std::unique_ptr<runtime::HangupWatcher> hangup = daemon::ReloadTlsOnHangup(**tls);
+  std::unique_ptr<runtime::HangupWatcher> hangup = daemon::ReloadTlsOnHangup("caliber-coordinator", **tls);
   const int sig = runtime::WaitForTerminationSignal();
   std::fprintf(stderr, "caliber-coordinator: signal %d, shutting down\n", sig);
   // End the watch streams (UNAVAILABLE: the client re-watches elsewhere or later), stop taking

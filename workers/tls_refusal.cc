@@ -4,6 +4,15 @@
 #include "absl/strings/match.h"
 
 namespace caliber::workers {
+namespace {
+
+// One text for the alert and for the bare hang-up (TLS 1.3 servers may do either), so the
+// rate limit, keyed on the text, does not see two alternating messages.
+constexpr char kUntrusted[] =
+    "the coordinator broke off the TLS handshake: it probably does not trust this worker's certificate (is "
+    "--tls-cert signed by the CA in the coordinator's --tls-ca?)";
+
+}  // namespace
 
 std::string ExplainTlsRefusal(absl::string_view message, bool tls_enabled) {
   const std::string m = absl::AsciiStrToLower(message);
@@ -23,8 +32,7 @@ std::string ExplainTlsRefusal(absl::string_view message, bool tls_enabled) {
   }
   if (absl::StrContains(m, "unknown ca") || absl::StrContains(m, "bad certificate") ||
       absl::StrContains(m, "certificate required")) {
-    return "the coordinator does not trust this worker's certificate (is --tls-cert signed by the CA in the "
-           "coordinator's --tls-ca?)";
+    return kUntrusted;
   }
   if (absl::StrContains(m, "peer name") || absl::StrContains(m, "hostname") ||
       absl::StrContains(m, "subject alternative name")) {
@@ -35,8 +43,7 @@ std::string ExplainTlsRefusal(absl::string_view message, bool tls_enabled) {
   }
   if (absl::StrContains(m, "handshake")) return "the TLS handshake with the coordinator failed";
   if (hung_up) {
-    return "the coordinator closed the connection during the TLS handshake: it probably does not trust this "
-           "worker's certificate (is --tls-cert signed by the CA in the coordinator's --tls-ca?)";
+    return kUntrusted;
   }
   return "";
 }

@@ -173,16 +173,17 @@ absl::Status WorkerAgent::OnCoordinatorError(const absl::Status& status, absl::D
   if (!refused) {
     // Unreachable or restarting: not an answer, so it neither counts nor resets the refusals.
     retry_in = absl::Milliseconds(500);
-    const std::string tls_why = status.code() == absl::StatusCode::kUnavailable
-                                    ? ExplainTlsRefusal(status.message(), options_.tls != nullptr && options_.tls->enabled())
-                                    : std::string();
+    const bool tls = options_.tls != nullptr && options_.tls->enabled();
+    const std::string tls_why =
+        status.code() == absl::StatusCode::kUnavailable ? ExplainTlsRefusal(status.message(), tls) : std::string();
     if (!tls_why.empty()) {
       // Keyed on the explanation, not gRPC's text (which varies between retries): one line,
       // then at most one per 30 s with the count of those held back. A rotation may fix it,
       // so the worker keeps retrying.
       if (coordinator_errors_.ShouldLog(tls_why, suppressed)) {
-        std::fprintf(stderr, "caliber-worker %s: the coordinator at %s refused the TLS connection: %s [%s] (retrying%s)\n",
-                     id, options_.coordinator.c_str(), tls_why.c_str(), status.ToString().c_str(),
+        std::fprintf(stderr,
+                     "caliber-worker %s: the coordinator at %s refused the TLS connection: %s [%s] (retrying%s)\n", id,
+                     options_.coordinator.c_str(), tls_why.c_str(), status.ToString().c_str(),
                      suppressed > 0 ? absl::StrCat("; ", suppressed, " more like it").c_str() : "");
       }
       return absl::OkStatus();

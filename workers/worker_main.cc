@@ -50,7 +50,8 @@ int Run() {
   }
   absl::StatusOr<std::string> token = daemon::WorkerToken("caliber-worker");
   if (!token.ok()) return daemon::Fail("worker token", token.status());
-  absl::StatusOr<std::unique_ptr<auth::TlsReloader>> tls = daemon::TlsReloaderFromFlags("caliber-worker", registry.get());
+  absl::StatusOr<std::unique_ptr<auth::TlsReloader>> tls =
+      daemon::TlsReloaderFromFlags("caliber-worker", registry.get());
   if (!tls.ok()) return daemon::Fail("tls", tls.status());
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
@@ -94,7 +95,7 @@ int Run() {
   daemon::Announce("caliber-worker " + options.worker_id, port, metrics_server->get());
 
   // SIGHUP: re-read the TLS files now (rotation); the poll every --tls-refresh-interval does too.
-  std::unique_ptr<runtime::HangupWatcher> hangup = daemon::ReloadTlsOnHangup(**tls);
+  std::unique_ptr<runtime::HangupWatcher> hangup = daemon::ReloadTlsOnHangup("caliber-worker", **tls);
   // The agent runs here until a signal stops it or the coordinator keeps refusing us.
   runtime::TerminationWaiter waiter([&agent, &options](int sig) {
     std::fprintf(stderr, "caliber-worker %s: signal %d, finishing the current layer\n", options.worker_id.c_str(), sig);

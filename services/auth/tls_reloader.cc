@@ -72,8 +72,9 @@ absl::StatusOr<std::unique_ptr<TlsReloader>> TlsReloader::Create(TlsOptions opti
                        .Name("caliber_tls_certificate_expiry_timestamp_seconds")
                        .Help("Unix time when the earliest certificate of a TLS file in use expires")
                        .Register(*r->reload_.registry);
-    if (!r->options_.cert_file.empty()) r->cert_expiry_ = &family.Add({{"file", r->options_.cert_file}, {"role", "cert"}});
-    if (!r->options_.ca_file.empty()) r->ca_expiry_ = &family.Add({{"file", r->options_.ca_file}, {"role", "ca"}});
+    const TlsOptions& o = r->options_;
+    if (!o.cert_file.empty()) r->cert_expiry_ = &family.Add({{"file", o.cert_file}, {"role", "cert"}});
+    if (!o.ca_file.empty()) r->ca_expiry_ = &family.Add({{"file", o.ca_file}, {"role", "ca"}});
   }
   {
     absl::MutexLock lock(&r->mu_);
@@ -132,7 +133,8 @@ void TlsReloader::WarnIfExpiringSoon() {
     const char* what;
     const std::string& path;
     absl::Time expiry;
-  } files[] = {{"cert_file", options_.cert_file, current_.cert_expiry}, {"ca_file", options_.ca_file, current_.ca_expiry}};
+  } files[] = {{"cert_file", options_.cert_file, current_.cert_expiry},
+               {"ca_file", options_.ca_file, current_.ca_expiry}};
   for (const auto& f : files) {
     if (f.path.empty() || f.expiry - now > reload_.expiry_warning) continue;
     warned_ = true;

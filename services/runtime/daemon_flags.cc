@@ -86,12 +86,12 @@ absl::StatusOr<std::unique_ptr<auth::TlsReloader>> TlsReloaderFromFlags(const st
   return auth::TlsReloader::Create(std::move(tls), /*server=*/true, std::move(reload));
 }
 
-std::unique_ptr<runtime::HangupWatcher> ReloadTlsOnHangup(auth::TlsReloader& tls) {
-  return std::make_unique<runtime::HangupWatcher>([&tls] {
+std::unique_ptr<runtime::HangupWatcher> ReloadTlsOnHangup(const std::string& name, auth::TlsReloader& tls) {
+  return std::make_unique<runtime::HangupWatcher>([name, &tls] {
     if (tls.enabled()) {
       (void)tls.Reload(/*verbose=*/true);
     } else {
-      std::fprintf(stderr, "SIGHUP: no TLS material to reload (plaintext)\n");
+      std::fprintf(stderr, "%s: SIGHUP: no TLS material to reload (plaintext)\n", name.c_str());
     }
   });
 }

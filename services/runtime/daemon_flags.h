@@ -32,7 +32,7 @@ auth::TlsOptions TlsFromFlags();
 absl::StatusOr<std::unique_ptr<auth::TlsReloader>> TlsReloaderFromFlags(const std::string& name,
                                                                        prometheus::Registry* registry);
 // Reloads `tls` on every SIGHUP, logging the outcome (an error keeps the previous material).
-std::unique_ptr<runtime::HangupWatcher> ReloadTlsOnHangup(auth::TlsReloader& tls);
+std::unique_ptr<runtime::HangupWatcher> ReloadTlsOnHangup(const std::string& name, auth::TlsReloader& tls);
 // CheckSecretFileMode for a token file named by `flag`, honouring
 // --allow-insecure-token-file-permissions.
 absl::Status CheckTokenFile(const std::string& name, const std::string& flag, const std::string& path);

@@ -17,7 +17,8 @@ namespace caliber::runtime {
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (pthread_sigmask) and installs the
 // forwarding handler for SIGTERM/SIGINT (and one for SIGHUP feeding HangupWatcher; without a
-// watcher SIGHUP does nothing: a closed terminal does not kill a daemon). Call it first thing in main: threads inherit the mask, so every thread gRPC
+// watcher SIGHUP does nothing: a closed terminal does not kill a daemon). Call it first thing
+// in main: threads inherit the mask, so every thread gRPC
 // and others start later leaves the signals to the waiters. Idempotent. Child processes
 // inherit the blocked mask: reset it (posix_spawnattr_setsigmask) when spawning programs that
 // must be stoppable with SIGTERM/SIGINT.
