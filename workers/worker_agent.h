@@ -37,8 +37,9 @@ struct WorkerOptions {
 
 class WorkerAgent {
  public:
-  // Fails (and nothing is sent anywhere) when TLS is configured but cannot be set up: a missing
-  // or unreadable CA, certificate or key never degrades to a plaintext channel.
+  // Fails (and nothing is sent anywhere) when a channel cannot be made. Bad TLS material never
+  // gets this far (TlsReloader::Create refuses it) and is never replaced by plaintext: channels
+  // use options.tls, which keeps the last validated material when the files go bad.
   static absl::StatusOr<std::unique_ptr<WorkerAgent>> Create(WorkerOptions options, storage::Storage& storage,
                                                              ActivationInbox& inbox, metrics::WorkerMetrics* metrics);
   ~WorkerAgent();
