@@ -31,7 +31,9 @@ grpc::Status CoordinatorServiceImpl::ReportLayerDone(grpc::ServerContext* contex
                                                      const v1::ReportLayerDoneRequest* request,
                                                      v1::ReportAck* response) {
   if (grpc::Status s = Check(*context); !s.ok()) return s;
-  *response = jobs_.LayerDone(*request);
+  absl::StatusOr<v1::ReportAck> ack = jobs_.LayerDone(*request);
+  if (!ack.ok()) return ToGrpc(ack.status());
+  *response = *std::move(ack);
   return grpc::Status::OK;
 }
 
@@ -39,7 +41,9 @@ grpc::Status CoordinatorServiceImpl::ReportBoundaryReady(grpc::ServerContext* co
                                                          const v1::ReportBoundaryReadyRequest* request,
                                                          v1::ReportAck* response) {
   if (grpc::Status s = Check(*context); !s.ok()) return s;
-  *response = jobs_.BoundaryReady(*request);
+  absl::StatusOr<v1::ReportAck> ack = jobs_.BoundaryReady(*request);
+  if (!ack.ok()) return ToGrpc(ack.status());
+  *response = *std::move(ack);
   return grpc::Status::OK;
 }
 
@@ -47,7 +51,9 @@ grpc::Status CoordinatorServiceImpl::ReportStageEnd(grpc::ServerContext* context
                                                     const v1::ReportStageEndRequest* request,
                                                     v1::ReportAck* response) {
   if (grpc::Status s = Check(*context); !s.ok()) return s;
-  *response = jobs_.StageEnd(*request);
+  absl::StatusOr<v1::ReportAck> ack = jobs_.StageEnd(*request);
+  if (!ack.ok()) return ToGrpc(ack.status());
+  *response = *std::move(ack);
   return grpc::Status::OK;
 }
 
