@@ -25,6 +25,10 @@ ABSL_FLAG(std::string, tls_server_name, "", "expected server name of peers (defa
 ABSL_FLAG(bool, tls_require_client_cert, false, "mTLS: peers must present a certificate signed by --tls-ca");
 ABSL_FLAG(std::string, worker_token_file, "", "shared secret between the coordinator and its workers");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0", "address of /metrics (\"\" disables)");
+ABSL_FLAG(int, metrics_max_connections, 256, "open /metrics connections in all (1..65536)");
+ABSL_FLAG(int, metrics_max_connections_per_ip, 32,
+          "open /metrics connections from one client IP (1..--metrics-max-connections)");
+ABSL_FLAG(int, metrics_idle_timeout_s, 10, "a /metrics connection idle this long is closed (1..3600)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once listening");
 
 namespace caliber::daemon {
@@ -74,7 +78,11 @@ absl::StatusOr<std::string> WorkerToken() {
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry) {
   const std::string address = absl::GetFlag(FLAGS_metrics_listen);
   if (address.empty()) return std::unique_ptr<metrics::MetricsServer>();
-  return metrics::MetricsServer::Start(address, std::move(registry));
+  metrics::MetricsServerOptions options;
+  options.max_connections = absl::GetFlag(FLAGS_metrics_max_connections);
+  options.max_connections_per_ip = absl::GetFlag(FLAGS_metrics_max_connections_per_ip);
+  options.idle_timeout_s = absl::GetFlag(FLAGS_metrics_idle_timeout_s);
+  return metrics::MetricsServer::Start(address, std::move(registry), options);
 }
 
 void Announce(const std::string& name, int grpc_port, const metrics::MetricsServer* metrics) {

@@ -26,7 +26,8 @@ auth::TlsOptions TlsFromFlags();
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags();
 // The contents of --worker-token-file ("" without one): the secret between coordinator and workers.
 absl::StatusOr<std::string> WorkerToken();
-// --metrics-listen ("" disables /metrics).
+// --metrics-listen ("" disables /metrics), --metrics-max-connections,
+// --metrics-max-connections-per-ip, --metrics-idle-timeout-s (see MetricsServerOptions).
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry);
 // Logs the bound ports and writes --port-file (the gRPC port, for callers that chose port 0).
 void Announce(const std::string& name, int grpc_port, const metrics::MetricsServer* metrics);
