@@ -49,6 +49,7 @@ class PlaintextAdmittingCredentials final : public grpc::ServerCredentials {
  public:
   explicit PlaintextAdmittingCredentials(std::shared_ptr<CallAdmission> admission)
       : admission_(std::move(admission)) {}
+  // The admission given at construction is this credential's processor.
   void SetAuthMetadataProcessor(const std::shared_ptr<grpc::AuthMetadataProcessor>& /*processor*/) override {}
 
  private:

@@ -54,6 +54,7 @@ void LogLimiter::Log(absl::string_view kind, absl::string_view line, absl::Time 
 
 namespace {
 
+// Never destroyed: gRPC's threads may log while the process exits.
 LogLimiter& Limiter() {
   static LogLimiter* limiter = new LogLimiter(5, absl::Seconds(30), [](absl::string_view line) {
     std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
@@ -64,6 +65,10 @@ LogLimiter& Limiter() {
 void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
   static constexpr const char* kLevels[] = {"INFO", "WARNING", "ERROR", "FATAL"};
   const char* name = level >= 0 && level <= 3 ? kLevels[level] : "?";
+  if (level == google::protobuf::LOGLEVEL_FATAL) {  // the process ends right after: always say why
+    std::fprintf(stderr, "[libprotobuf FATAL %s:%d] %s\n", file, line, message.c_str());
+    return;
+  }
   Limiter().Log(absl::StrCat("protobuf:", file, ":", line),
                 absl::StrCat("[libprotobuf ", name, " ", file, ":", line, "] ", message));
 }
