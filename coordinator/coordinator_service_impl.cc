@@ -1,9 +1,36 @@
 #include "coordinator/coordinator_service_impl.h"
 
 #include "services/auth/worker_token.h"
+#include "coordinator/request_limits.h"
 #include "services/grpc_status.h"
+#include "services/runtime/sized_unary.h"
 
 namespace caliber::coordinator {
+
+CoordinatorServiceImpl::CoordinatorServiceImpl(JobManager& jobs, std::string worker_token)
+    : jobs_(jobs), worker_token_(std::move(worker_token)) {
+  const std::string service = v1::CoordinatorService::service_full_name();
+  MarkMethodStreamed(runtime::MethodIndex(service, "RegisterWorker"),
+                     runtime::SizedUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(
+                         "RegisterWorker", kMaxWorkerReportBytes,
+                         [this](auto* c, auto* req, auto* resp) { return RegisterWorker(c, req, resp); }));
+  MarkMethodStreamed(runtime::MethodIndex(service, "Heartbeat"),
+                     runtime::SizedUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(
+                         "Heartbeat", kMaxWorkerReportBytes,
+                         [this](auto* c, auto* req, auto* resp) { return Heartbeat(c, req, resp); }));
+  MarkMethodStreamed(runtime::MethodIndex(service, "ReportLayerDone"),
+                     runtime::SizedUnary<v1::ReportLayerDoneRequest, v1::ReportAck>(
+                         "ReportLayerDone", kMaxWorkerReportBytes,
+                         [this](auto* c, auto* req, auto* resp) { return ReportLayerDone(c, req, resp); }));
+  MarkMethodStreamed(runtime::MethodIndex(service, "ReportBoundaryReady"),
+                     runtime::SizedUnary<v1::ReportBoundaryReadyRequest, v1::ReportAck>(
+                         "ReportBoundaryReady", kMaxWorkerReportBytes,
+                         [this](auto* c, auto* req, auto* resp) { return ReportBoundaryReady(c, req, resp); }));
+  MarkMethodStreamed(runtime::MethodIndex(service, "ReportStageEnd"),
+                     runtime::SizedUnary<v1::ReportStageEndRequest, v1::ReportAck>(
+                         "ReportStageEnd", kMaxWorkerReportBytes,
+                         [this](auto* c, auto* req, auto* resp) { return ReportStageEnd(c, req, resp); }));
+}
 
 grpc::Status CoordinatorServiceImpl::Check(const grpc::ServerContext& context) const {
   return auth::CheckWorkerToken(context, worker_token_);

@@ -63,10 +63,11 @@ auth::TlsOptions TlsFromFlags() {
   return t;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags() {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags(
+    std::shared_ptr<auth::CallAdmission> admission) {
   auth::TlsOptions tls = TlsFromFlags();
   tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
-  return auth::MakeServerCredentials(tls);
+  return auth::AdmittingCredentials(tls, std::move(admission));
 }
 
 absl::StatusOr<std::string> WorkerToken() {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/auth/call_admission.h"
 #include "services/auth/tls.h"
 #include "services/metrics/metrics_server.h"
 #include "services/storage/storage.h"
@@ -23,7 +24,9 @@ absl::StatusOr<std::unique_ptr<storage::Storage>> MakeStorage(storage::StorageOb
 // --tls-cert, --tls-key, --tls-ca, --tls-server-name.
 auth::TlsOptions TlsFromFlags();
 // The server side of --tls-*, plus --tls-require-client-cert (mTLS); insecure without --tls-cert.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags();
+// Every call passes `admission` at its headers, before its message is read.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags(
+    std::shared_ptr<auth::CallAdmission> admission);
 // The contents of --worker-token-file ("" without one): the secret between coordinator and workers.
 absl::StatusOr<std::string> WorkerToken();
 // --metrics-listen ("" disables /metrics), --metrics-max-connections,
