@@ -20,6 +20,10 @@
 #include "services/auth/call_credentials.h"
 #include "services/auth/tenants.h"
 #include "services/auth/tls.h"
+#include "services/auth/worker_token.h"
+#include "services/grpc_status.h"
+#include "services/runtime/log_limiter.h"
+#include "services/runtime/server_limits.h"
 #include "services/runtime/daemon_flags.h"
 #include "services/metrics/coordinator_metrics.h"
 #include "services/metrics/metrics_server.h"
@@ -46,6 +50,11 @@ ABSL_FLAG(int64_t, max_watchers, 20000,
 namespace caliber {
 namespace {
 
+// The largest message this port takes: a ReduceTransformShare (hidden_size^2 doubles of R1
+// gradient; 64 MiB is hidden_size 2896). Only workers holding the worker token get to send one:
+// admission refuses other calls before their message is read.
+constexpr int kMaxReceiveBytes = 64 << 20;
+
 int Run() {
   absl::StatusOr<std::unique_ptr<storage::Storage>> storage;
   auto registry = std::make_shared<prometheus::Registry>();
@@ -70,6 +79,19 @@ int Run() {
   absl::StatusOr<std::unique_ptr<auth::TlsReloader>> tls =
       daemon::TlsReloaderFromFlags("caliber-coordinator", registry.get());
   if (!tls.ok()) return daemon::Fail("tls", tls.status());
+  // Both services' tokens are checked at the call's headers, before gRPC reads its message;
+  // the handlers check again (they need the tenant).
+  auto admission = std::make_shared<auth::CallAdmission>();
+  const auth::TenantRegistry* tenant_registry = tenants.get();
+  admission->AddService(v1::QuantService::service_full_name(), [tenant_registry](absl::string_view authorization) {
+    return ToGrpc(tenant_registry->Authenticate(std::string_view(authorization.data(), authorization.size())).status());
+  });
+  admission->AddService(v1::CoordinatorService::service_full_name(),
+                        [token = *worker_token](absl::string_view authorization) {
+                          return auth::CheckWorkerAuthorization(authorization, token);
+                        });
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = daemon::AdmittingServerCredentials(**tls, admission);
+  if (!creds.ok()) return daemon::Fail("tls", creds.status());
 
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
@@ -98,10 +120,14 @@ int Run() {
   coordinator::CoordinatorServiceImpl coordinator_service(jobs, *worker_token);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), (*tls)->ServerCredentials(), &port);
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *creds, &port);
   builder.RegisterService(&quant_service);
   builder.RegisterService(&coordinator_service);
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  if (absl::Status s = daemon::ApplyServerLimits(builder, kMaxReceiveBytes); !s.ok()) {
+    jobs.Stop();
+    watchers.Shutdown();
+    return daemon::Fail("flags", s);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     jobs.Stop();
@@ -131,6 +157,7 @@ int main(int argc, char** argv) {
   // Before any thread exists, so gRPC's and civetweb's threads inherit the blocked signals
   // and only WaitForTerminationSignal receives them.
   caliber::runtime::BlockTerminationSignals();
+  caliber::runtime::InstallLogLimits();
   caliber::runtime::NormalizeFlagNames(argc, argv);
   absl::SetProgramUsageMessage("caliber-coordinator [--listen HOST:PORT] [--state-dir DIR] [--file-roots DIRS] ...");
   absl::ParseCommandLine(argc, argv);

@@ -12,8 +12,9 @@ namespace caliber::coordinator {
 class CoordinatorServiceImpl final : public v1::CoordinatorService::Service {
  public:
   // `worker_token` empty: no token check.
-  CoordinatorServiceImpl(JobManager& jobs, std::string worker_token)
-      : jobs_(jobs), worker_token_(std::move(worker_token)) {}
+  // Every method but ReduceTransformShare checks its request's size (kMaxWorkerReportBytes)
+  // before it is parsed.
+  CoordinatorServiceImpl(JobManager& jobs, std::string worker_token);
 
   grpc::Status RegisterWorker(grpc::ServerContext* context, const v1::RegisterWorkerRequest* request,
                               v1::RegisterWorkerResponse* response) override;

@@ -59,6 +59,7 @@ absl::Status JobManager::Start() {
       if (!r.job().request_id().empty()) by_request_[{r.job().tenant(), r.job().request_id()}] = id;
       Job& job = jobs_[id];
       job.record = std::move(r);
+      job.durable = job.record;
       // A running job's assignments died with the old process; its stages are reassigned
       // from the durable layer records once it is prepared again.
       if (job.record.job().state() == v1::RUNNING) {
@@ -188,8 +189,11 @@ absl::StatusOr<v1::QuantJob> JobManager::Submit(const auth::Tenant& tenant,
   job.record.set_submit_seq(next_seq_++);
   for (int l = 0; l < config->num_hidden_layers; ++l) job.record.add_layers();
   job.config = *config;
+  if (absl::Status s = Changed(job); !s.ok()) {  // not acknowledged, so not kept
+    jobs_.erase(id);
+    return reject(s);
+  }
   if (!request.request_id().empty()) by_request_[{tenant.name, request.request_id()}] = id;
-  Changed(job);
   if (metrics_) metrics_->JobSubmitted(true);
   return j;
 }
@@ -249,22 +253,42 @@ absl::StatusOr<v1::QuantJob> JobManager::Cancel(const auth::Tenant& tenant, cons
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(tenant, job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job ", job_id));
-  if (!IsTerminal(job->record.job().state())) EndJob(*job, v1::CANCELLED);
+  if (!IsTerminal(job->record.job().state())) {
+    if (absl::Status s = EndJob(*job, v1::CANCELLED); !s.ok()) return s;  // still running, as on disk
+  }
   return job->record.job();
 }
 
 // ---- state changes ----------------------------------------------------------------------
 
-void JobManager::Changed(Job& job) {
-  ++job.version;
+absl::Status JobManager::Changed(Job& job) {
   if (absl::Status s = store_->Save(job.record); !s.ok()) {
-    // The in-memory state stays authoritative; the next change retries the write.
-    std::fprintf(stderr, "caliber-coordinator: cannot persist job %s: %s\n",
-                 job.record.job().job_id().c_str(), s.ToString().c_str());
+    const std::string id = job.record.job().job_id();
+    job.record = job.durable;  // what the API shows is what a restart would find
+    return StateWriteFailed(id, s);
   }
+  job.durable = job.record;
+  ++job.version;
   UpdateGauges();
   changed_.SignalAll();
   if (on_change_) on_change_(job.record.job(), job.version);
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::StateWriteFailed(const std::string& job_id, const absl::Status& status) {
+  if (metrics_) metrics_->StateWriteFailed();
+  const absl::Time now = absl::Now();
+  state_retry_at_ = now + absl::Seconds(1);
+  ++state_failures_unlogged_;
+  if (now >= state_log_at_) {
+    std::fprintf(stderr, "caliber-coordinator: cannot persist job %s (%lld record write(s) failed since the last line): %s\n",
+                 job_id.c_str(), static_cast<long long>(state_failures_unlogged_), status.ToString().c_str());
+    state_failures_unlogged_ = 0;
+    state_log_at_ = now + absl::Seconds(10);
+  }
+  const std::string message =
+      absl::StrCat("cannot record job ", job_id, " durably in the state directory: ", status.message());
+  return absl::IsResourceExhausted(status) ? absl::ResourceExhaustedError(message) : absl::UnavailableError(message);
 }
 
 void JobManager::UpdateGauges() {
@@ -288,21 +312,42 @@ void JobManager::UpdateGauges() {
   metrics_->SetWorkers(live, lost);
 }
 
-void JobManager::EndJob(Job& job, v1::JobState state) {
+absl::Status JobManager::EndJob(Job& job, v1::JobState state, const absl::Status& error,
+                                const v1::QualityReport* report) {
   v1::QuantJob& j = *job.record.mutable_job();
+  if (!error.ok()) {
+    j.set_error_code(static_cast<int>(error.code()));
+    j.set_error_message(BoundedMessage(error.message()));
+  }
+  if (report != nullptr) *j.mutable_report() = *report;
   j.set_state(state);
   j.set_phase("done");
   *j.mutable_end_time() = internal::NowTimestamp();
-  for (const auto& [stage, a] : job.stage_assignment) assignments_.erase(a.id);
-  job.stage_assignment.clear();
   for (v1::StageProgress& st : *j.mutable_stages()) st.set_worker_id("");  // no worker holds it now
+  if (absl::Status s = Changed(job); !s.ok()) return s;
+  job.pending_end.reset();
+  DropAssignments(job);
   if (metrics_) {
     metrics_->JobFinished(v1::JobState_Name(state),
                           TimeUtil::DurationToNanoseconds(j.end_time() - j.create_time()) / 1e9);
   }
-  Changed(job);
   job.sweep_at = absl::Now() + ScratchSweepDelay();
   if (!job.busy) SpawnCleanup(job.record, CleanupScope::kScratchAndPartialOutput);  // else EndedWhileBusy does
+  return absl::OkStatus();
+}
+
+void JobManager::EndOrRetry(Job& job, PendingEnd end) {
+  if (IsTerminal(job.record.job().state())) return;
+  if (EndJob(job, end.state, end.error, end.report ? &*end.report : nullptr).ok()) return;
+  // Not durable: the job stays RUNNING, as on disk and as a restart would find it. Its workers
+  // stop (their assignments go) and the scheduler retries the ending.
+  job.pending_end = std::move(end);
+  DropAssignments(job);
+}
+
+void JobManager::DropAssignments(Job& job) {
+  for (const auto& [stage, a] : job.stage_assignment) assignments_.erase(a.id);
+  job.stage_assignment.clear();
 }
 
 absl::Duration JobManager::ScratchSweepDelay() const {
@@ -354,10 +399,7 @@ void JobManager::DiscardLateObjects(const Job& job, std::vector<std::string> uri
 }
 
 void JobManager::FailJob(Job& job, const absl::Status& status) {
-  if (IsTerminal(job.record.job().state())) return;
-  job.record.mutable_job()->set_error_code(static_cast<int>(status.code()));
-  job.record.mutable_job()->set_error_message(BoundedMessage(status.message()));
-  EndJob(job, v1::FAILED);
+  EndOrRetry(job, PendingEnd{v1::FAILED, status, std::nullopt});
 }
 
 }  // namespace caliber::coordinator

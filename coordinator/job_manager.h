@@ -1,13 +1,16 @@
 // The coordinator's state machine: jobs (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED),
 // the workers that run them, and the stage assignments between the two. The gRPC services are
-// thin adapters over it. Every change a restart must not lose is persisted (JobStore) before
-// it is acknowledged; assignments are not persisted — after a restart they are rebuilt from the
-// jobs' durable layer records, so finished layers are never redone.
+// thin adapters over it. A job's record changes only by being made durable (JobStore) first:
+// when the write fails (a full --state-dir) the change is refused — the RPC fails, the record
+// stays what the disk holds — and an ending a job thread decided is retried by the scheduler.
+// Assignments are not persisted — after a restart they are rebuilt from the jobs' durable layer
+// records, so finished layers are never redone.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,9 +71,10 @@ class JobManager {
   // CoordinatorService.
   v1::RegisterWorkerResponse RegisterWorker(const v1::RegisterWorkerRequest& request);
   v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
-  v1::ReportAck LayerDone(const v1::ReportLayerDoneRequest& request);
-  v1::ReportAck BoundaryReady(const v1::ReportBoundaryReadyRequest& request);
-  v1::ReportAck StageEnd(const v1::ReportStageEndRequest& request);
+  // Reports change durable records: Unavailable (the worker retries) when that cannot be done.
+  absl::StatusOr<v1::ReportAck> LayerDone(const v1::ReportLayerDoneRequest& request);
+  absl::StatusOr<v1::ReportAck> BoundaryReady(const v1::ReportBoundaryReadyRequest& request);
+  absl::StatusOr<v1::ReportAck> StageEnd(const v1::ReportStageEndRequest& request);
   // Transform phase: records a stage's share of a learning round and answers with the sum
   // over the job's stages once all are in (waiting up to ~2 s for the last; else ready=false).
   // Aborted when the assignment is no longer current (the phase restarted or the job ended).
@@ -92,8 +96,17 @@ class JobManager {
     int stage = 0;
     std::string worker_id;
   };
+  // An ending a job thread decided but could not make durable: retried by the scheduler while
+  // the job stays RUNNING (as on disk) with no assignments.
+  struct PendingEnd {
+    v1::JobState state = v1::FAILED;
+    absl::Status error;                          // FAILED: why
+    std::optional<v1::QualityReport> report;     // SUCCEEDED: the assembled checkpoint's report
+  };
   struct Job {
-    v1::JobRecord record;
+    v1::JobRecord record;   // what the API shows: the durable record plus unsaved phase text
+    v1::JobRecord durable;  // the record as last written
+    std::optional<PendingEnd> pending_end;
     int64_t version = 0;
     ModelConfig config;
     bool prepared = false;      // model cached, calibration tokens in scratch
@@ -123,9 +136,19 @@ class JobManager {
   // `written`: the objects the report names, deleted if the job has ended.
   Job* ReportedLayer(const std::string& job_id, const std::string& assignment_id, int layer,
                      v1::ReportAck& ack, std::vector<std::string> written) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Changed(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // bump version, persist, wake watchers
+  // Makes job.record durable, then bumps the version and wakes watchers. If the write fails the
+  // record goes back to the last durable one and the error (ResourceExhausted for a full disk,
+  // else Unavailable) says so; callers undo what they changed beside the record.
+  absl::Status Changed(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StateWriteFailed(const std::string& job_id, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the job durably (and then drops its assignments, cleans up); on failure nothing changed.
+  absl::Status EndJob(Job& job, v1::JobState state, const absl::Status& error = absl::OkStatus(),
+                      const v1::QualityReport* report = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // For job threads and worker reports: EndJob, or a PendingEnd the scheduler retries.
+  void EndOrRetry(Job& job, PendingEnd end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailJob(Job& job, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EndJob(Job& job, v1::JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropAssignments(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Tick() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AssignStage(Job& job, int stage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string PickWorker(const std::vector<std::string>& avoid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -180,6 +203,11 @@ class JobManager {
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // After a failed record write the scheduler makes no changes of its own until then (a full
+  // disk is not retried 10 times a second); failures are logged at most every 10 s.
+  absl::Time state_retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time state_log_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t state_failures_unlogged_ ABSL_GUARDED_BY(mu_) = 0;
 
   BackgroundThreads threads_;
   std::thread scheduler_;

@@ -52,13 +52,20 @@ void JobManager::Tick() {
       UpdateGauges();
     }
   }
+  // After a failed record write, wait a little before changing records again.
+  const bool can_write = now >= state_retry_at_;
   int running = 0;
   std::vector<Job*> queued;
   for (auto& [id, job] : jobs_) {
     const v1::JobState s = job.record.job().state();
     if (s == v1::RUNNING) {
       ++running;
-      if (job.busy) continue;
+      if (job.busy || !can_write) continue;
+      if (job.pending_end) {  // an ending that was not durable yet
+        PendingEnd end = *job.pending_end;
+        (void)EndJob(job, end.state, end.error, end.report ? &*end.report : nullptr);
+        continue;
+      }
       if (!job.prepared) {
         job.busy = true;
         job.record.mutable_job()->set_phase("planning");
@@ -72,9 +79,9 @@ void JobManager::Tick() {
       if (InTransformPhase(job)) {
         const int stages = job.record.job().stages_size();
         if (static_cast<int>(job.transform_results.size()) == stages) {
-          job.busy = true;
           job.record.mutable_job()->set_phase("folding transform");
-          Changed(job);
+          if (!Changed(job).ok()) continue;
+          job.busy = true;
           SpawnThread([this, id = id]() { RunTransformFold(id); });
           continue;
         }
@@ -112,7 +119,7 @@ void JobManager::Tick() {
   }
   bool any_live = false;
   for (const auto& [id, w] : workers_) any_live |= w.live;
-  if (!any_live || running >= options_.max_running_jobs || queued.empty()) return;
+  if (!any_live || !can_write || running >= options_.max_running_jobs || queued.empty()) return;
   Job* next = *std::min_element(queued.begin(), queued.end(), [](const Job* a, const Job* b) {
     const int pa = a->record.job().spec().priority(), pb = b->record.job().spec().priority();
     return pa != pb ? pa > pb : a->record.submit_seq() < b->record.submit_seq();
@@ -120,7 +127,7 @@ void JobManager::Tick() {
   v1::QuantJob& j = *next->record.mutable_job();
   j.set_state(v1::RUNNING);
   *j.mutable_start_time() = internal::NowTimestamp();
-  Changed(*next);
+  (void)Changed(*next);  // if not durable it stays QUEUED; the next tick tries again
 }
 
 void JobManager::PlanAndAssign(Job& job) {
@@ -177,7 +184,7 @@ void JobManager::PlanAndAssign(Job& job) {
     j.mutable_stages(static_cast<int>(s))->set_worker_id(a.worker_id);
     j.mutable_stages(static_cast<int>(s))->set_attempt(1);
   }
-  Changed(job);
+  if (!Changed(job).ok()) DropAssignments(job);  // the record has no stages again: planned later
 }
 
 std::string JobManager::PickWorker(const std::vector<std::string>& avoid) {
@@ -204,7 +211,7 @@ void JobManager::AssignStage(Job& job, int stage) {
   if (worker.empty()) {
     if (!st.worker_id().empty()) {
       st.set_worker_id("");
-      Changed(job);
+      (void)Changed(job);  // only what the API shows: nobody holds the stage either way
     }
     return;  // no live worker: try again next tick
   }
@@ -217,7 +224,10 @@ void JobManager::AssignStage(Job& job, int stage) {
   st.set_worker_id(worker);
   st.set_attempt(st.attempt() + 1);
   st.set_phase("waiting");
-  Changed(job);
+  if (!Changed(job).ok()) {  // not durable: the stage stays unassigned; a later tick retries
+    assignments_.erase(a.id);
+    job.stage_assignment.erase(stage);
+  }
 }
 
 v1::StageAssignment JobManager::BuildAssignment(const Job& job, const Assignment& a) const {

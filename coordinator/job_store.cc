@@ -4,40 +4,58 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace caliber::coordinator {
 namespace fs = std::filesystem;
 namespace {
 
+// Errors keep their errno's meaning (ENOSPC, EDQUOT -> ResourceExhausted), and every failure
+// removes the temporary: a full disk leaves the old record and nothing half-written.
 absl::Status WriteDurably(const fs::path& path, const std::string& bytes) {
   const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", tmp.string()));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("create ", tmp.string()));
+  auto fail = [&](const char* what) {
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return absl::ErrnoToStatus(error, absl::StrCat(what, " ", tmp.string()));
+  };
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+      if (n == 0) errno = EIO;
+      return fail("write");
     }
     done += static_cast<size_t>(n);
   }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return absl::InternalError(absl::StrCat("cannot fsync ", tmp.string()));
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp.string(), ": ", ec.message()));
-  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
-  if (dir >= 0) {
-    ::fsync(dir);  // the rename itself must survive a crash
-    ::close(dir);
+  if (::fsync(fd) != 0) return fail("fsync");
+  if (::close(fd) != 0) {
+    const int error = errno;
+    ::unlink(tmp.c_str());
+    return absl::ErrnoToStatus(error, absl::StrCat("close ", tmp.string()));
   }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(tmp.c_str());
+    return absl::ErrnoToStatus(error, absl::StrCat("rename ", tmp.string()));
+  }
+  // The rename itself must survive a crash before the change is acknowledged.
+  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path.parent_path().string()));
+  const bool synced = ::fsync(dir) == 0;
+  const int error = errno;
+  ::close(dir);
+  if (!synced) return absl::ErrnoToStatus(error, absl::StrCat("fsync ", path.parent_path().string()));
   return absl::OkStatus();
 }
 
@@ -47,7 +65,11 @@ absl::StatusOr<JobStore> JobStore::Open(const std::string& dir) {
   const fs::path jobs = fs::path(dir) / "jobs";
   std::error_code ec;
   fs::create_directories(jobs, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", jobs.string(), ": ", ec.message()));
+  if (ec) return absl::ErrnoToStatus(ec.value(), absl::StrCat("create ", jobs.string()));
+  // A crash (or a full disk before this fix) may have left temporaries: never records.
+  for (const auto& entry : fs::directory_iterator(jobs, ec)) {
+    if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
+  }
   return JobStore(jobs.string());
 }
 

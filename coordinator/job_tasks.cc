@@ -80,7 +80,7 @@ void JobManager::RunPreparation(std::string job_id) {
     PlanAndAssign(job);
   } else {
     job.record.mutable_job()->set_phase(InTransformPhase(job) ? "learning transform" : "calibrating");
-    Changed(job);  // the scheduler reassigns the stages of a recovered job
+    (void)Changed(job);  // the scheduler reassigns the stages of a recovered job
   }
 }
 
@@ -146,13 +146,15 @@ void JobManager::RunTransformFold(std::string job_id) {
   }
   job.record.set_transformed_model_uri(scratch::TransformedModelUri(job.record.scratch_uri()));
   job.record.set_transform_report_uri(scratch::TransformReportUri(job.record.scratch_uri()));
+  job.record.mutable_job()->set_phase("calibrating");
+  // Not durable: still in the transform phase with every stage's result, so the scheduler
+  // folds again later.
+  if (!Changed(job).ok()) return;
   job.config = *transformed;
   job.transform_results.clear();
   job.transform_boundaries.clear();
   job.rounds.clear();
-  job.record.mutable_job()->set_phase("calibrating");
   for (int stage = 0; stage < job.record.job().stages_size(); ++stage) AssignStage(job, stage);
-  Changed(job);
 }
 
 void JobManager::RunAssembly(std::string job_id) {
@@ -169,7 +171,7 @@ void JobManager::RunAssembly(std::string job_id) {
     absl::MutexLock lock(&mu_);
     Job& job = jobs_.at(job_id);
     job.record.mutable_job()->set_phase(phase);
-    Changed(job);
+    (void)Changed(job);  // progress text only
   };
   hooks.before_commit = [&]() -> absl::Status {
     absl::MutexLock lock(&mu_);
@@ -183,7 +185,8 @@ void JobManager::RunAssembly(std::string job_id) {
                                                      " appeared while the job ran"));
       }
       job.record.mutable_commit()->set_started(true);
-      Changed(job);
+      // Output is written only once a restart would know to clean it up.
+      if (absl::Status s = Changed(job); !s.ok()) return s;
     }
     return absl::OkStatus();
   };
@@ -195,8 +198,7 @@ void JobManager::RunAssembly(std::string job_id) {
     FailJob(job, quality.status());
     return;
   }
-  *job.record.mutable_job()->mutable_report() = *quality;
-  EndJob(job, v1::SUCCEEDED);
+  EndOrRetry(job, PendingEnd{v1::SUCCEEDED, absl::OkStatus(), *quality});
 }
 
 }  // namespace caliber::coordinator

@@ -18,8 +18,9 @@ namespace caliber::coordinator {
 
 class QuantServiceImpl final : public v1::QuantService::WithCallbackMethod_WatchQuantJob<v1::QuantService::Service> {
  public:
-  QuantServiceImpl(JobManager& jobs, const auth::TenantRegistry& tenants, JobWatchers& watchers)
-      : jobs_(jobs), tenants_(tenants), watchers_(watchers) {}
+  // Submit, Get, List and Cancel check their request's size before it is parsed
+  // (request_limits.h); Watch, a callback method, checks it after.
+  QuantServiceImpl(JobManager& jobs, const auth::TenantRegistry& tenants, JobWatchers& watchers);
 
   grpc::Status SubmitQuantJob(grpc::ServerContext* context, const v1::SubmitQuantJobRequest* request,
                               v1::QuantJob* response) override;

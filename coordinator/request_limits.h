@@ -26,6 +26,15 @@ inline constexpr int kMaxSeqLen = 131072;           // tokens per calibration/ev
 inline constexpr int64_t kMaxCalibrationTokens = int64_t{1} << 24;  // nsamples x seq_len
 inline constexpr int kMaxBatchSeqs = 4096;
 inline constexpr size_t kMaxErrorMessageBytes = 4 << 10;
+// Serialized request messages, refused before they are parsed (services/runtime/sized_unary.h).
+// Get/Cancel/Watch carry one job_id, List a page size and token: 4 KiB is room to spare, and
+// whatever else (unknown fields) a larger message holds is never read.
+inline constexpr size_t kMaxSmallRequestBytes = 4 << 10;
+// SubmitQuantJob: the spec's bound plus 16 KiB for the request_id and the framing.
+inline constexpr size_t kMaxSubmitRequestBytes = kMaxSpecBytes + (16 << 10);
+// The workers' reports and heartbeats (ids, URIs, an error message): 1 MiB.
+// ReduceTransformShare (hidden_size^2 doubles) is bounded by the port's 64 MiB receive limit.
+inline constexpr size_t kMaxWorkerReportBytes = 1 << 20;
 // A ListQuantJobs page stops before its serialized size passes this, so it fits gRPC's default
 // 4 MiB receive limit with room for framing.
 inline constexpr size_t kMaxListPageBytes = 3 << 20;

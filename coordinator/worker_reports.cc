@@ -72,11 +72,21 @@ JobManager::Job* JobManager::ReportedLayer(const std::string& job_id, const std:
     if (it != jobs_.end()) DiscardLateObjects(it->second, std::move(written));
     return nullptr;
   }
+  if (it->second.pending_end) {  // ending (not durable yet): its cleanup will take these
+    ack.set_stale(true);
+    return nullptr;
+  }
   if (layer < 0 || layer >= it->second.record.layers_size()) return nullptr;
   return &it->second;
 }
 
-v1::ReportAck JobManager::LayerDone(const v1::ReportLayerDoneRequest& r) {
+namespace {
+// A report the coordinator could not record: the worker retries it (Unavailable), whatever
+// made the write fail.
+absl::Status Retry(const absl::Status& s) { return absl::UnavailableError(s.message()); }
+}  // namespace
+
+absl::StatusOr<v1::ReportAck> JobManager::LayerDone(const v1::ReportLayerDoneRequest& r) {
   absl::MutexLock lock(&mu_);
   v1::ReportAck ack;
   Job* found = ReportedLayer(r.job_id(), r.assignment_id(), r.layer(), ack, {r.result_uri(), r.activations_uri()});
@@ -85,7 +95,8 @@ v1::ReportAck JobManager::LayerDone(const v1::ReportLayerDoneRequest& r) {
   Job& job = *found;
   v1::LayerRecord& l = *job.record.mutable_layers(r.layer());
   // Results are deterministic: whichever attempt reports a layer first, its bytes are the ones.
-  if (!l.done()) {
+  const bool first = !l.done();
+  if (first) {
     l.set_done(true);
     l.set_result_uri(r.result_uri());
     l.set_result_crc32(r.result_crc32());
@@ -99,19 +110,19 @@ v1::ReportAck JobManager::LayerDone(const v1::ReportLayerDoneRequest& r) {
         st.set_phase(st.layers_done() == st.end_layer() - st.first_layer() ? "done" : "calibrating");
       }
     }
-    if (metrics_) {
-      metrics_->LayerDone();
-      metrics_->CalibrationTokens(static_cast<double>(r.tokens()));
-    }
   } else if (r.result_uri() != l.result_uri()) {
     job.record.add_scratch_objects(r.result_uri());  // a duplicate attempt's copy: delete at the end
   }
   if (!r.activations_uri().empty() && l.activations_uri().empty()) l.set_activations_uri(r.activations_uri());
-  Changed(job);
+  if (absl::Status s = Changed(job); !s.ok()) return Retry(s);
+  if (first && metrics_) {
+    metrics_->LayerDone();
+    metrics_->CalibrationTokens(static_cast<double>(r.tokens()));
+  }
   return ack;
 }
 
-v1::ReportAck JobManager::BoundaryReady(const v1::ReportBoundaryReadyRequest& r) {
+absl::StatusOr<v1::ReportAck> JobManager::BoundaryReady(const v1::ReportBoundaryReadyRequest& r) {
   absl::MutexLock lock(&mu_);
   v1::ReportAck ack;
   Job* found = ReportedLayer(r.job_id(), r.assignment_id(), r.layer(), ack, {r.activations_uri()});
@@ -120,21 +131,21 @@ v1::ReportAck JobManager::BoundaryReady(const v1::ReportBoundaryReadyRequest& r)
   if (internal::IsTransformAssignment(r.assignment_id())) {
     // Unquantized activations for the next transform stage; a stale phase's are ignored.
     if (!ack.stale() && InTransformPhase(job) && !job.transform_boundaries.count(r.layer())) {
-      job.transform_boundaries[r.layer()] = r.activations_uri();
       job.record.add_scratch_objects(r.activations_uri());
-      Changed(job);
+      if (absl::Status s = Changed(job); !s.ok()) return Retry(s);
+      job.transform_boundaries[r.layer()] = r.activations_uri();
     }
     return ack;
   }
   v1::LayerRecord& l = *job.record.mutable_layers(r.layer());
   if (l.activations_uri().empty()) {
     l.set_activations_uri(r.activations_uri());
-    Changed(job);
+    if (absl::Status s = Changed(job); !s.ok()) return Retry(s);
   }
   return ack;
 }
 
-v1::ReportAck JobManager::StageEnd(const v1::ReportStageEndRequest& r) {
+absl::StatusOr<v1::ReportAck> JobManager::StageEnd(const v1::ReportStageEndRequest& r) {
   absl::MutexLock lock(&mu_);
   v1::ReportAck ack;
   auto a = assignments_.find(r.assignment_id());
@@ -146,14 +157,13 @@ v1::ReportAck JobManager::StageEnd(const v1::ReportStageEndRequest& r) {
   Job& job = it->second;
   const int stage = a->second.stage;
   if (r.code() == 0) {
-    if (internal::IsTransformAssignment(r.assignment_id())) {
-      const std::string uri = scratch::StageTransformUri(job.record.scratch_uri(), r.assignment_id());
-      job.transform_results[stage] = uri;
-      job.record.add_scratch_objects(uri);
-    }
+    const bool transform = internal::IsTransformAssignment(r.assignment_id());
+    const std::string uri = scratch::StageTransformUri(job.record.scratch_uri(), r.assignment_id());
+    if (transform) job.record.add_scratch_objects(uri);
+    if (absl::Status s = Changed(job); !s.ok()) return Retry(s);
+    if (transform) job.transform_results[stage] = uri;
     job.stage_assignment.erase(stage);
     assignments_.erase(a);
-    Changed(job);
     return ack;
   }
   FailJob(job, absl::Status(static_cast<absl::StatusCode>(r.code()),

@@ -10,6 +10,7 @@ PACKAGES=(
   libabsl-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   prometheus-cpp-dev libcurl4-openssl-dev libssl-dev
+  libmicrohttpd-dev  # serves /metrics
   nlohmann-json3-dev libsentencepiece-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-grpcio openssl

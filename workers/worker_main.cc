@@ -15,6 +15,9 @@
 #include "prometheus/registry.h"
 #include "services/auth/call_credentials.h"
 #include "services/auth/tls.h"
+#include "services/auth/worker_token.h"
+#include "services/runtime/log_limiter.h"
+#include "services/runtime/server_limits.h"
 #include "services/metrics/storage_metrics.h"
 #include "services/metrics/worker_metrics.h"
 #include "services/runtime/daemon_flags.h"
@@ -53,6 +56,13 @@ int Run() {
   absl::StatusOr<std::unique_ptr<auth::TlsReloader>> tls =
       daemon::TlsReloaderFromFlags("caliber-worker", registry.get());
   if (!tls.ok()) return daemon::Fail("tls", tls.status());
+  // The worker token is checked at the call's headers, before gRPC reads an activation chunk.
+  auto admission = std::make_shared<auth::CallAdmission>();
+  admission->AddService(v1::WorkerService::service_full_name(), [t = *token](absl::string_view authorization) {
+    return auth::CheckWorkerAuthorization(authorization, t);
+  });
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = daemon::AdmittingServerCredentials(**tls, admission);
+  if (!creds.ok()) return daemon::Fail("tls", creds.status());
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
 
@@ -60,9 +70,11 @@ int Run() {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  builder.AddListeningPort(listen, (*tls)->ServerCredentials(), &port);
+  builder.AddListeningPort(listen, *creds, &port);
   builder.RegisterService(&inbox);
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  // Activation chunks are ~1 MiB (one row when a row is larger: at most 4 MiB); 64 MiB leaves
+  // room for other chunkings. Only callers with the worker token get to send one.
+  if (absl::Status s = daemon::ApplyServerLimits(builder, 64 << 20); !s.ok()) return daemon::Fail("flags", s);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) return daemon::Fail("grpc", absl::UnavailableError("cannot listen on " + listen));
 
@@ -121,6 +133,7 @@ int Run() {
 
 int main(int argc, char** argv) {
   caliber::runtime::BlockTerminationSignals();
+  caliber::runtime::InstallLogLimits();
   caliber::runtime::NormalizeFlagNames(argc, argv);
   absl::SetProgramUsageMessage("caliber-worker --coordinator HOST:PORT [--listen HOST:PORT] [--memory-mb N] ...");
   absl::ParseCommandLine(argc, argv);

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
 
 namespace caliber::auth {
@@ -14,5 +15,8 @@ namespace caliber::auth {
 // OK when `token` is empty (no token configured) or the call carries it; UNAUTHENTICATED
 // otherwise. Constant-time comparison.
 grpc::Status CheckWorkerToken(const grpc::ServerContext& context, const std::string& token);
+// Same, given the value of the call's "authorization" header ("" when absent): for the
+// admission check at the headers (services/auth/call_admission.h).
+grpc::Status CheckWorkerAuthorization(absl::string_view authorization, const std::string& token);
 
 }  // namespace caliber::auth

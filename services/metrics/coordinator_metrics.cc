@@ -82,6 +82,11 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry) {
                        .Help("Finished jobs forgotten by the retention policy (--finished-job-ttl, --max-finished-jobs).")
                        .Register(registry)
                        .Add({});
+  state_write_failures_ = &prometheus::BuildCounter()
+                               .Name("caliber_state_write_failures_total")
+                               .Help("Job records that could not be made durable in --state-dir; the change was refused or is retried.")
+                               .Register(registry)
+                               .Add({});
 }
 
 void CoordinatorMetrics::SetJobs(std::string_view state, double n) {
@@ -125,6 +130,8 @@ void CoordinatorMetrics::SetRunningLayers(double done, double total) {
 }
 
 void CoordinatorMetrics::JobExpired() { jobs_expired_->Increment(); }
+
+void CoordinatorMetrics::StateWriteFailed() { state_write_failures_->Increment(); }
 
 void CoordinatorMetrics::CalibrationTokens(double n) {
   if (n > 0) calibration_tokens_->Increment(n);

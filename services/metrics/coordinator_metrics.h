@@ -48,6 +48,9 @@ class CoordinatorMetrics {
   void CalibrationTokens(double n);
   // caliber_jobs_expired_total: finished jobs forgotten by the retention policy.
   void JobExpired();
+  // caliber_state_write_failures_total: job records that could not be made durable in
+  // --state-dir (full disk, I/O error); the change they carried was refused or is retried.
+  void StateWriteFailed();
 
  private:
   // Series of the known states exist from the start (reading 0); "other" appears when used.
@@ -67,6 +70,7 @@ class CoordinatorMetrics {
   prometheus::Gauge* running_layers_total_ = nullptr;
   prometheus::Counter* calibration_tokens_ = nullptr;
   prometheus::Counter* jobs_expired_ = nullptr;
+  prometheus::Counter* state_write_failures_ = nullptr;
 };
 
 }  // namespace caliber::metrics

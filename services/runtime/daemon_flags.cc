@@ -34,6 +34,10 @@ ABSL_FLAG(std::string, worker_token_file, "", "shared secret between the coordin
 ABSL_FLAG(bool, allow_insecure_token_file_permissions, false,
           "start even when a token file is readable or writable by group/others (warns)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:0", "address of /metrics (\"\" disables)");
+ABSL_FLAG(int, metrics_max_connections, 256, "open /metrics connections in all (1..65536)");
+ABSL_FLAG(int, metrics_max_connections_per_ip, 32,
+          "open /metrics connections from one client IP (1..--metrics-max-connections)");
+ABSL_FLAG(int, metrics_idle_timeout_s, 10, "a /metrics connection idle this long is closed (1..3600)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once listening");
 
 namespace caliber::daemon {
@@ -86,6 +90,15 @@ absl::StatusOr<std::unique_ptr<auth::TlsReloader>> TlsReloaderFromFlags(const st
   return auth::TlsReloader::Create(std::move(tls), /*server=*/true, std::move(reload));
 }
 
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> AdmittingServerCredentials(
+    const auth::TlsReloader& tls, std::shared_ptr<auth::CallAdmission> admission) {
+  if (!tls.enabled()) return auth::AdmittingCredentials(auth::TlsOptions{}, std::move(admission));
+  std::shared_ptr<grpc::ServerCredentials> creds = tls.ServerCredentials();
+  if (creds == nullptr) return absl::InternalError("TLS: gRPC refused the server credentials");
+  creds->SetAuthMetadataProcessor(std::move(admission));
+  return creds;
+}
+
 std::unique_ptr<runtime::HangupWatcher> ReloadTlsOnHangup(const std::string& name, auth::TlsReloader& tls) {
   return std::make_unique<runtime::HangupWatcher>([name, &tls] {
     if (tls.enabled()) {
@@ -110,7 +123,11 @@ absl::StatusOr<std::string> WorkerToken(const std::string& name) {
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry) {
   const std::string address = absl::GetFlag(FLAGS_metrics_listen);
   if (address.empty()) return std::unique_ptr<metrics::MetricsServer>();
-  return metrics::MetricsServer::Start(address, std::move(registry));
+  metrics::MetricsServerOptions options;
+  options.max_connections = absl::GetFlag(FLAGS_metrics_max_connections);
+  options.max_connections_per_ip = absl::GetFlag(FLAGS_metrics_max_connections_per_ip);
+  options.idle_timeout_s = absl::GetFlag(FLAGS_metrics_idle_timeout_s);
+  return metrics::MetricsServer::Start(address, std::move(registry), options);
 }
 
 void Announce(const std::string& name, int grpc_port, const metrics::MetricsServer* metrics) {

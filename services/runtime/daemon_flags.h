@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/auth/call_admission.h"
 #include "services/auth/tls.h"
 #include "services/auth/tls_reloader.h"
 #include "services/metrics/metrics_server.h"
@@ -39,7 +40,12 @@ absl::Status CheckTokenFile(const std::string& name, const std::string& flag, co
 // The contents of --worker-token-file ("" without one): the secret between coordinator and
 // workers; refused when group/world accessible (CheckTokenFile).
 absl::StatusOr<std::string> WorkerToken(const std::string& name);
-// --metrics-listen ("" disables /metrics).
+// The server side of `tls` (its rotating material; insecure when plaintext), every call passing
+// `admission` at its headers, before its message is read.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> AdmittingServerCredentials(
+    const auth::TlsReloader& tls, std::shared_ptr<auth::CallAdmission> admission);
+// --metrics-listen ("" disables /metrics), --metrics-max-connections,
+// --metrics-max-connections-per-ip, --metrics-idle-timeout-s (see MetricsServerOptions).
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetrics(std::shared_ptr<prometheus::Registry> registry);
 // Logs the bound ports and writes --port-file (the gRPC port, for callers that chose port 0).
 void Announce(const std::string& name, int grpc_port, const metrics::MetricsServer* metrics);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,16 +15,18 @@
 #include "core/io/model_files.h"
 #include "core/io/safetensors.h"
 #include "nlohmann/json.hpp"
+#include "services/storage/atomic_file.h"
 
 namespace caliber::storage {
 namespace fs = std::filesystem;
 namespace {
 
+// Local write errors keep their errno (a full disk is ResourceExhausted) and leave no file.
 absl::Status WriteLocal(const fs::path& path, std::string_view data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path.string()));
-  return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> out = AtomicFileWriter::Create(path.string());
+  if (!out.ok()) return out.status();
+  if (absl::Status s = (*out)->Append(data); !s.ok()) return s;
+  return (*out)->Commit();
 }
 
 // One shard: header by ranged read, then the wanted tensors' bytes, merged into runs of
@@ -51,14 +54,15 @@ absl::Status FetchShard(Storage& storage, const std::string& uri, const fs::path
       ParseSafetensorsHeader(*header, static_cast<uint64_t>(*size) - data_start, uri);
   if (!parsed.ok()) return parsed.status();
 
-  const int fd = ::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", local.string()));
+  const int fd = ::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("create ", local.string()));
   auto write_at = [&](uint64_t offset, std::string_view bytes) -> absl::Status {
     size_t done = 0;
     while (done < bytes.size()) {
       const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
                                  static_cast<off_t>(offset + done));
-      if (n <= 0) return absl::InternalError(absl::StrCat("cannot write ", local.string()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return absl::ErrnoToStatus(n < 0 ? errno : EIO, absl::StrCat("write ", local.string()));
       done += static_cast<size_t>(n);
     }
     return absl::OkStatus();
@@ -66,7 +70,7 @@ absl::Status FetchShard(Storage& storage, const std::string& uri, const fs::path
   absl::Status status = write_at(0, *prefix);
   if (status.ok()) status = write_at(8, *header);
   if (status.ok() && ::ftruncate(fd, static_cast<off_t>(*size)) != 0) {
-    status = absl::InternalError(absl::StrCat("cannot size ", local.string()));
+    status = absl::ErrnoToStatus(errno, absl::StrCat("size ", local.string()));
   }
   // Tensors are sorted by offset: coalesce adjacent wanted ones into one ranged read.
   uint64_t run_begin = 0, run_end = 0;
@@ -94,6 +98,7 @@ absl::Status FetchShard(Storage& storage, const std::string& uri, const fs::path
   }
   if (status.ok()) status = flush();
   ::close(fd);
+  if (!status.ok()) ::unlink(local.c_str());  // a partial shard is no cache entry
   return status;
 }
 
@@ -119,7 +124,7 @@ absl::StatusOr<ModelFetchStats> FetchModel(Storage& storage, std::string_view mo
                                            const ModelFetchOptions& options) {
   std::error_code ec;
   fs::create_directories(local_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", local_dir, ": ", ec.message()));
+  if (ec) return absl::ErrnoToStatus(ec.value(), absl::StrCat("create ", local_dir));
   ModelFetchStats stats;
   absl::StatusOr<std::string> config = storage.Read(JoinUri(model_uri, "config.json"));
   if (!config.ok()) {
