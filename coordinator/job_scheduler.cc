@@ -52,6 +52,7 @@ void JobManager::Tick() {
       UpdateGauges();
     }
   }
+  ForgetLostWorkers(now);
   int running = 0;
   std::vector<Job*> queued;
   for (auto& [id, job] : jobs_) {

@@ -1,19 +1,31 @@
 #include "services/auth/worker_token.h"
 
-#include <openssl/crypto.h>
+#include <iterator>
+#include <string_view>
+
+#include "services/auth/token_digest.h"
 
 namespace caliber::auth {
 
-grpc::Status CheckWorkerToken(const grpc::ServerContext& context, const std::string& token) {
+grpc::Status CheckWorkerAuthorization(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
+                                      const std::string& token) {
   if (token.empty()) return grpc::Status::OK;
-  const auto& md = context.client_metadata();
-  auto it = md.find("authorization");
-  const std::string expected = "Bearer " + token;
-  if (it == md.end() || it->second.size() != expected.size() ||
-      CRYPTO_memcmp(it->second.data(), expected.data(), expected.size()) != 0) {
+  const auto [begin, end] = metadata.equal_range("authorization");
+  if (begin != end && std::next(begin) != end) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "more than one \"authorization\" metadata entry");
+  }
+  const std::string_view presented =
+      begin == end ? std::string_view() : std::string_view(begin->second.data(), begin->second.size());
+  // Hashed every time (no early return on a missing entry or another length).
+  const bool equal = DigestsEqual(Sha256Digest(presented), Sha256Digest("Bearer " + token));
+  if (begin == end || !equal) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or wrong worker token");
   }
   return grpc::Status::OK;
+}
+
+grpc::Status CheckWorkerToken(const grpc::ServerContextBase& context, const std::string& token) {
+  return CheckWorkerAuthorization(context.client_metadata(), token);
 }
 
 }  // namespace caliber::auth
