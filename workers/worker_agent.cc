@@ -85,7 +85,7 @@ absl::StatusOr<Resp> WorkerAgent::Report(const Req& request, Fn call) {
 void WorkerAgent::StartAssignment(const v1::StageAssignment& assignment) {
   // The inbox admits the upstream push from now on (the stage may still be fetching its model);
   // a push that arrives before this heartbeat brought the assignment is refused and retried by
-  // the upstream worker for a few seconds (stage_io.cc), then the stored copy is read.
+  // the upstream worker for 5 s (stage_io.cc), then the stored copy is read.
   if (assignment.resume_from() > 0 && assignment.input_uri().empty()) {
     inbox_.store().Expect(assignment.assignment_id(), assignment.resume_from() - 1,
                           int64_t{assignment.nsamples()} * assignment.seq_len(), 0);
