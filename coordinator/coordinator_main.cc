@@ -46,6 +46,11 @@ ABSL_FLAG(int, max_finished_jobs, 1000,
           "finished jobs kept per tenant; the oldest beyond it are forgotten; 0: no count limit");
 ABSL_FLAG(int64_t, max_watchers, 20000,
           "open WatchQuantJob streams at most (each ~tens of KB, no thread); beyond: RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_workers, 1024,
+          "workers registered at once (live and lost); a new worker beyond it replaces the longest-silent "
+          "lost worker no stage needs, else RegisterWorker is RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, lost_worker_ttl, absl::Minutes(10),
+          "a lost worker is forgotten this long after its last heartbeat, once its stages have moved");
 
 namespace caliber {
 namespace {
@@ -106,6 +111,11 @@ int Run() {
   options.retention.max_finished_per_tenant = absl::GetFlag(FLAGS_max_finished_jobs);
   if (options.retention.ttl < absl::ZeroDuration() || options.retention.max_finished_per_tenant < 0) {
     return daemon::Fail("flags", absl::InvalidArgumentError("--finished-job-ttl and --max-finished-jobs must be >= 0"));
+  }
+  options.max_workers = absl::GetFlag(FLAGS_max_workers);
+  options.lost_worker_ttl = absl::GetFlag(FLAGS_lost_worker_ttl);
+  if (options.max_workers < 1 || options.lost_worker_ttl < absl::ZeroDuration()) {
+    return daemon::Fail("flags", absl::InvalidArgumentError("--max-workers must be >= 1 and --lost-worker-ttl >= 0"));
   }
   if (absl::GetFlag(FLAGS_max_watchers) < 0) {
     return daemon::Fail("flags", absl::InvalidArgumentError("--max-watchers must be >= 0"));

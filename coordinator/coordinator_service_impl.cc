@@ -40,10 +40,9 @@ grpc::Status CoordinatorServiceImpl::RegisterWorker(grpc::ServerContext* context
                                                     const v1::RegisterWorkerRequest* request,
                                                     v1::RegisterWorkerResponse* response) {
   if (grpc::Status s = Check(*context); !s.ok()) return s;
-  if (request->worker_id().empty() || request->address().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "worker_id and address are required");
-  }
-  *response = jobs_.RegisterWorker(*request);
+  absl::StatusOr<v1::RegisterWorkerResponse> r = jobs_.RegisterWorker(*request);
+  if (!r.ok()) return ToGrpc(r.status());
+  *response = *std::move(r);
   return grpc::Status::OK;
 }
 

@@ -38,6 +38,12 @@ struct CoordinatorOptions {
   int checkpoint_interval = 1;         // workers store activations every N layers
   int max_running_jobs = 1;            // jobs calibrating at once (each uses all its workers)
   RetentionPolicy retention;           // when finished jobs are forgotten
+  // Workers registered at once (live and lost); RegisterWorker of a new id beyond it makes room
+  // by forgetting the longest-silent lost worker no stage needs, else RESOURCE_EXHAUSTED.
+  int max_workers = 1024;
+  // A lost worker is forgotten this long after its last heartbeat, once no assignment names it
+  // (its stages have moved); it registers again if it comes back.
+  absl::Duration lost_worker_ttl = absl::Minutes(10);
 };
 
 class JobManager {
@@ -69,7 +75,9 @@ class JobManager {
   absl::StatusOr<v1::QuantJob> Cancel(const auth::Tenant& tenant, const std::string& job_id);
 
   // CoordinatorService.
-  v1::RegisterWorkerResponse RegisterWorker(const v1::RegisterWorkerRequest& request);
+  // INVALID_ARGUMENT for an empty or oversized id or address; RESOURCE_EXHAUSTED when the
+  // registry is full (options.max_workers).
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
   v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
   // Reports change durable records: Unavailable (the worker retries) when that cannot be done.
   absl::StatusOr<v1::ReportAck> LayerDone(const v1::ReportLayerDoneRequest& request);
@@ -159,6 +167,13 @@ class JobManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanAndAssign(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Worker registry bounds (worker_registry.cc).
+  bool WorkerInUse(const std::string& worker_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets lost workers past options_.lost_worker_ttl that no assignment names.
+  void ForgetLostWorkers(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // For a new worker id: OK if there is room (maybe after forgetting the longest-silent unused
+  // lost worker), else RESOURCE_EXHAUSTED.
+  absl::Status MakeRoomForWorker() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets the finished jobs the retention policy expires (records and leftover scratch).
   void ExpireFinishedJobs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Deletes objects a stale report names under a finished job's scratch (written after the

@@ -9,7 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/status/status.h"
 #include "caliber/v1/quant_service.pb.h"
+#include "caliber/v1/worker_protocol.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/job_state.h"
@@ -31,5 +33,9 @@ inline google::protobuf::Timestamp NowTimestamp() {
 // Transform-phase assignments are told apart by their prefix: their reports never touch the
 // quantize phase's layer records.
 inline bool IsTransformAssignment(const std::string& id) { return id.rfind("tfm-", 0) == 0; }
+
+// A registering worker's id (1..256 bytes) and address (1..512 bytes): INVALID_ARGUMENT
+// otherwise (worker_registry.cc).
+absl::Status CheckWorkerIdentity(const v1::RegisterWorkerRequest& request);
 
 }  // namespace caliber::coordinator::internal

@@ -52,6 +52,7 @@ void JobManager::Tick() {
       UpdateGauges();
     }
   }
+  ForgetLostWorkers(now);
   // After a failed record write, wait a little before changing records again.
   const bool can_write = now >= state_retry_at_;
   int running = 0;

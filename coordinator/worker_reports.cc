@@ -9,8 +9,12 @@
 
 namespace caliber::coordinator {
 
-v1::RegisterWorkerResponse JobManager::RegisterWorker(const v1::RegisterWorkerRequest& request) {
+absl::StatusOr<v1::RegisterWorkerResponse> JobManager::RegisterWorker(const v1::RegisterWorkerRequest& request) {
+  if (absl::Status s = internal::CheckWorkerIdentity(request); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
+  if (!workers_.count(request.worker_id())) {
+    if (absl::Status s = MakeRoomForWorker(); !s.ok()) return s;
+  }
   Worker& w = workers_[request.worker_id()];
   w.id = request.worker_id();
   w.address = request.address();

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
@@ -17,7 +18,6 @@ uint32_t Crc32(const void* data, size_t n) {
 }
 
 constexpr int64_t kChunkBytes = 1 << 20;
-constexpr int64_t kMaxRows = int64_t{1} << 31;
 
 }  // namespace
 
@@ -26,20 +26,27 @@ grpc::Status ActivationInbox::PushActivations(grpc::ServerContext* context,
                                               v1::PushActivationsResponse* response) {
   if (grpc::Status s = auth::CheckWorkerToken(*context, worker_token_); !s.ok()) return s;
   v1::ActivationChunk chunk;
+  if (!reader->Read(&chunk)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "activation stream ended before its first chunk");
+  }
+  // Refused here, before the rest of the stream is read or anything allocated.
+  absl::StatusOr<InboxStore::Reservation> reservation = store_.Admit(chunk);
+  if (!reservation.ok()) return ToGrpc(reservation.status());
+  return Receive(reader, chunk, *std::move(reservation), response);
+}
+
+grpc::Status ActivationInbox::Receive(grpc::ServerReader<v1::ActivationChunk>* reader, v1::ActivationChunk& chunk,
+                                      InboxStore::Reservation reservation, v1::PushActivationsResponse* response) {
   MatrixF data;
-  std::string assignment;
-  int layer = -1;
+  try {
+    data.resize(chunk.total_rows(), chunk.cols());  // within the bound Admit checked
+  } catch (const std::bad_alloc&) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "no memory for the pushed activations");
+  }
+  const std::string assignment = reservation.assignment_id();
+  const int layer = reservation.layer();
   int64_t next_row = 0;
-  while (reader->Read(&chunk)) {
-    if (assignment.empty()) {
-      if (chunk.assignment_id().empty() || chunk.total_rows() < 1 || chunk.total_rows() > kMaxRows ||
-          chunk.cols() < 1 || chunk.cols() > (1 << 20)) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "activation stream header is malformed");
-      }
-      assignment = chunk.assignment_id();
-      layer = chunk.layer();
-      data.resize(chunk.total_rows(), chunk.cols());
-    }
+  do {
     if (chunk.assignment_id() != assignment || chunk.layer() != layer || chunk.cols() != data.cols() ||
         chunk.total_rows() != data.rows() || chunk.row_offset() != next_row) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -53,32 +60,16 @@ grpc::Status ActivationInbox::PushActivations(grpc::ServerContext* context,
     if (Crc32(chunk.data().data(), chunk.data().size()) != chunk.crc32()) {
       return grpc::Status(grpc::StatusCode::DATA_LOSS, absl::StrCat("CRC-32 mismatch in chunk at row ", next_row));
     }
-    std::memcpy(data.row(next_row).data(), chunk.data().data(), chunk.data().size());
+    if (!chunk.data().empty()) std::memcpy(data.row(next_row).data(), chunk.data().data(), chunk.data().size());
     next_row += static_cast<int64_t>(chunk.data().size()) / row_bytes;
-  }
-  if (assignment.empty() || next_row != data.rows()) {
+  } while (reader->Read(&chunk));
+  if (next_row != data.rows()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("activation stream ended at row ", next_row, " of ", data.rows()));
   }
-  absl::MutexLock lock(&mu_);
-  bytes_ += data.size() * static_cast<int64_t>(sizeof(float));
-  complete_[assignment] = Entry{layer, std::move(data)};
+  store_.Complete(std::move(reservation), std::move(data));
   response->set_rows_received(next_row);
   return grpc::Status::OK;
-}
-
-std::optional<MatrixF> ActivationInbox::Take(const std::string& assignment_id, int layer) {
-  absl::MutexLock lock(&mu_);
-  auto it = complete_.find(assignment_id);
-  if (it == complete_.end() || it->second.layer != layer) return std::nullopt;
-  MatrixF out = std::move(it->second.data);
-  complete_.erase(it);
-  return out;
-}
-
-int64_t ActivationInbox::bytes_received() const {
-  absl::MutexLock lock(&mu_);
-  return bytes_;
 }
 
 absl::StatusOr<int64_t> PushActivations(const std::shared_ptr<grpc::Channel>& channel,

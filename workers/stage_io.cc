@@ -11,6 +11,11 @@
 #include "services/storage/model_fetch.h"
 
 namespace caliber::workers {
+namespace {
+
+constexpr std::chrono::seconds kPushNotYetHeldRetry{5};
+
+}  // namespace
 
 StageModel::~StageModel() {
   if (dir.empty()) return;
@@ -54,6 +59,15 @@ absl::StatusOr<MatrixF> StageInput(const v1::StageAssignment& a, const StageCont
   }
   const int after = a.resume_from() - 1;
   std::string uri = a.input_uri();
+  // Pushes are admitted only while this stage waits (the worker agent opened the inbox for it
+  // when the assignment arrived; now the hidden size is known too), and refused once it has
+  // its input either way.
+  if (uri.empty()) ctx.inbox->store().Expect(a.assignment_id(), after, rows, config.hidden_size);
+  struct Close {
+    const StageContext& ctx;
+    const std::string& id;
+    ~Close() { ctx.inbox->store().Forget(id); }
+  } close{ctx, a.assignment_id()};
   while (true) {
     if (uri.empty()) {
       if (std::optional<MatrixF> pushed = ctx.inbox->Take(a.assignment_id(), after)) {
@@ -80,10 +94,22 @@ absl::Status HandOffBoundary(const v1::StageAssignment& a, const StageContext& c
   if (absl::Status s = ctx.storage->Write(uri, EncodeActivations(a.end_layer() - 1, out)); !s.ok()) return s;
   if (!a.downstream_address().empty() && ctx.channel_to) {
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ctx.channel_to(a.downstream_address());
-    absl::StatusOr<int64_t> sent =
-        channel.ok() ? PushActivations(*channel, a.job_id(), a.downstream_assignment_id(), a.end_layer() - 1, out,
-                                       ctx.push_token)
-                     : absl::StatusOr<int64_t>(channel.status());
+    absl::StatusOr<int64_t> sent = absl::StatusOr<int64_t>(absl::UnknownError("not pushed"));
+    if (!channel.ok()) sent = channel.status();
+    // FAILED_PRECONDITION: the downstream worker does not (yet) wait for this assignment. It
+    // learns its assignments from its heartbeats (every 500 ms by default), so a fast upstream
+    // stage may get here first: ask again for 5 s, then leave it to the stored copy
+    // (already written above), e.g. when the downstream stage moved meanwhile.
+    const auto give_up = std::chrono::steady_clock::now() + kPushNotYetHeldRetry;
+    while (channel.ok()) {
+      sent = PushActivations(*channel, a.job_id(), a.downstream_assignment_id(), a.end_layer() - 1, out,
+                             ctx.push_token);
+      if (sent.ok() || sent.status().code() != absl::StatusCode::kFailedPrecondition || Cancelled(ctx) ||
+          std::chrono::steady_clock::now() >= give_up) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
     if (sent.ok() && ctx.metrics) ctx.metrics->ActivationBytes("sent", static_cast<double>(*sent));
     if (!sent.ok()) {
       std::fprintf(stderr, "caliber-worker: push to %s failed (%s); the next stage reads the stored copy\n",

@@ -93,6 +93,13 @@ absl::StatusOr<Resp> WorkerAgent::Report(const Req& request, Fn call) {
 }
 
 void WorkerAgent::StartAssignment(const v1::StageAssignment& assignment) {
+  // The inbox admits the upstream push from now on (the stage may still be fetching its model);
+  // a push that arrives before this heartbeat brought the assignment is refused and retried by
+  // the upstream worker for 5 s (stage_io.cc), then the stored copy is read.
+  if (assignment.resume_from() > 0 && assignment.input_uri().empty()) {
+    inbox_.store().Expect(assignment.assignment_id(), assignment.resume_from() - 1,
+                          int64_t{assignment.nsamples()} * assignment.seq_len(), 0);
+  }
   auto running = std::make_unique<Running>();
   Running* r = running.get();
   r->thread = std::thread([this, assignment, r]() {
@@ -154,6 +161,7 @@ void WorkerAgent::ReapFinished() {
   for (auto it = running_.begin(); it != running_.end();) {
     if (it->second->finished.load()) {
       it->second->thread.join();
+      inbox_.store().Forget(it->first);
       it = running_.erase(it);
     } else {
       ++it;
@@ -162,7 +170,10 @@ void WorkerAgent::ReapFinished() {
 }
 
 void WorkerAgent::CancelAll() {
-  for (auto& [id, r] : running_) r->cancelled.store(true);
+  for (auto& [id, r] : running_) {
+    r->cancelled.store(true);
+    inbox_.store().Forget(id);
+  }
 }
 
 absl::Status WorkerAgent::OnCoordinatorError(const absl::Status& status, absl::Duration& retry_in) {
@@ -249,6 +260,7 @@ absl::Status WorkerAgent::Run() {
     {
       absl::MutexLock lock(&mu_);
       ReapFinished();
+      inbox_.store().Sweep();  // unclaimed pushes expire even when no other push comes
       for (const auto& [id, r] : running_) {
         if (!r->cancelled.load()) request.add_running_assignments(id);
       }
@@ -277,6 +289,7 @@ absl::Status WorkerAgent::Run() {
         if (metrics_) metrics_->SetConnected(true);
         for (const std::string& id : response.cancel()) {
           if (auto it = running_.find(id); it != running_.end()) it->second->cancelled.store(true);
+          inbox_.store().Forget(id);  // moved elsewhere: its input goes there
         }
         for (const v1::StageAssignment& a : response.assign()) {
           if (!running_.count(a.assignment_id())) StartAssignment(a);

@@ -11,6 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
 #include "services/auth/call_credentials.h"
@@ -38,6 +39,12 @@ ABSL_FLAG(int, max_auth_refusals, 10,
           "exit 1 after the coordinator refuses this many calls in a row (UNAUTHENTICATED or "
           "PERMISSION_DENIED: a missing or wrong --worker-token-file); retries back off to 8 s, so "
           "10 is about a minute; 0: retry forever");
+ABSL_FLAG(int64_t, max_push_inbox_bytes, int64_t{4} << 30,
+          "activations pushed by upstream workers held at most (complete and in-flight, bytes); a push "
+          "declaring more is INVALID_ARGUMENT, one that does not fit beside the others RESOURCE_EXHAUSTED "
+          "(the next stage then reads the stored copy)");
+ABSL_FLAG(absl::Duration, push_inbox_ttl, absl::Minutes(10),
+          "a complete push no stage took is dropped this long after it arrived");
 
 namespace caliber {
 namespace {
@@ -66,7 +73,13 @@ int Run() {
   absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server = daemon::StartMetrics(registry);
   if (!metrics_server.ok()) return daemon::Fail("metrics", metrics_server.status());
 
-  workers::ActivationInbox inbox(*token);
+  workers::InboxLimits inbox_limits;
+  inbox_limits.max_bytes = absl::GetFlag(FLAGS_max_push_inbox_bytes);
+  inbox_limits.ttl = absl::GetFlag(FLAGS_push_inbox_ttl);
+  if (inbox_limits.max_bytes < 1 || inbox_limits.ttl <= absl::ZeroDuration()) {
+    return daemon::Fail("flags", absl::InvalidArgumentError("--max-push-inbox-bytes and --push-inbox-ttl must be > 0"));
+  }
+  workers::ActivationInbox inbox(*token, inbox_limits);
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);

@@ -1,8 +1,6 @@
 #include "services/auth/tenants.h"
 
 #include <grpcpp/server_context.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/util/json_depth.h"
 #include "nlohmann/json.hpp"
+#include "services/auth/token_digest.h"
 
 namespace caliber::auth {
 namespace {
@@ -28,16 +27,8 @@ constexpr int kMaxJsonDepth = 8;
 constexpr size_t kMaxTokenBytes = 4096;
 constexpr std::string_view kDigestPrefix = "sha256:";
 
-using Digest = std::array<unsigned char, 32>;
-
-Digest Sha256(std::string_view data) {
-  Digest out{};
-  unsigned int len = 0;
-  // EVP_Digest cannot fail for SHA-256 on in-memory data short of allocation failure, in which
-  // case the zero digest matches nothing a caller can present (its preimage is unknown).
-  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
-  return out;
-}
+using Digest = TokenDigest;
+Digest Sha256(std::string_view data) { return Sha256Digest(data); }
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -370,7 +361,7 @@ absl::StatusOr<const Tenant*> TenantRegistry::Authenticate(std::string_view auth
   const Digest digest = Sha256(token);
   const Tenant* found = nullptr;
   for (const TokenEntry& entry : tokens_) {
-    const bool equal = CRYPTO_memcmp(entry.digest.data(), digest.data(), digest.size()) == 0;
+    const bool equal = DigestsEqual(entry.digest, digest);
     if (equal) found = &tenants_[entry.tenant];
   }
   if (found == nullptr) return absl::UnauthenticatedError("unknown Bearer token");
