@@ -71,6 +71,10 @@ class TinyStateDir(ClusterTest):
                     out.append(p)
         return sorted(out)
 
+    def temporaries(self):
+        """Half-written files: the atomic writer's temporaries, or an old-style *.tmp."""
+        return [f for f in self.files() if f.endswith(".tmp") or ".caliber-tmp-" in os.path.basename(f)]
+
     def restart(self, c):
         c.coordinator.terminate()
         c.coordinator.wait(timeout=30)
@@ -111,7 +115,7 @@ class FullStateDir(TinyStateDir):
             stub.CancelQuantJob(pb.CancelQuantJobRequest(job_id=job.job_id), timeout=30)
         self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, e.exception.details())
         self.assertEqual(self.state_of(stub, job.job_id), pb.QUEUED, "the API reports a cancel that is not on disk")
-        self.assertFalse([f for f in self.files() if f.endswith(".tmp")], self.files())
+        self.assertFalse(self.temporaries(), self.files())
         stub = self.restart(c)
         self.assertEqual(self.state_of(stub, job.job_id), pb.QUEUED)
         self.free()
@@ -190,7 +194,7 @@ class JobThreadEndings(TinyStateDir):
         time.sleep(1.5)  # the scheduler's retries fail too
         self.assertEqual(self.state_of(stub, job.job_id), pb.RUNNING, "the API reports an end that is not on disk")
         self.assertIn(assignment, worker.heartbeat().cancel, "the worker was not told to stop")
-        self.assertFalse([f for f in self.files() if f.endswith(".tmp")], self.files())
+        self.assertFalse(self.temporaries(), self.files())
         # Room again: the scheduler writes the ending; a restart finds it.
         self.free()
         end = self.wait_until(stub, job.job_id, lambda j: j.state != pb.RUNNING, timeout=60)
