@@ -279,12 +279,11 @@ absl::Status JobManager::StateWriteFailed(const std::string& job_id, const absl:
   if (metrics_) metrics_->StateWriteFailed();
   const absl::Time now = absl::Now();
   state_retry_at_ = now + absl::Seconds(1);
-  ++state_failures_unlogged_;
-  if (now >= state_log_at_) {
-    std::fprintf(stderr, "caliber-coordinator: cannot persist job %s (%lld record write(s) failed since the last line): %s\n",
-                 job_id.c_str(), static_cast<long long>(state_failures_unlogged_), status.ToString().c_str());
-    state_failures_unlogged_ = 0;
-    state_log_at_ = now + absl::Seconds(10);
+  int suppressed = 0;
+  if (state_log_.ShouldLog("state write", suppressed, now)) {  // one line per 10 s, however many jobs
+    std::fprintf(stderr,
+                 "caliber-coordinator: cannot persist job %s (and %d more record write(s) since the last line): %s\n",
+                 job_id.c_str(), suppressed, status.ToString().c_str());
   }
   const std::string message =
       absl::StrCat("cannot record job ", job_id, " durably in the state directory: ", status.message());

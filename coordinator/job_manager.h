@@ -27,6 +27,7 @@
 #include "core/model/config.h"
 #include "services/auth/tenants.h"
 #include "services/metrics/coordinator_metrics.h"
+#include "services/runtime/repeat_limiter.h"
 #include "services/storage/storage.h"
 
 namespace caliber::coordinator {
@@ -221,8 +222,7 @@ class JobManager {
   // After a failed record write the scheduler makes no changes of its own until then (a full
   // disk is not retried 10 times a second); failures are logged at most every 10 s.
   absl::Time state_retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time state_log_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  int64_t state_failures_unlogged_ ABSL_GUARDED_BY(mu_) = 0;
+  runtime::RepeatLimiter state_log_ ABSL_GUARDED_BY(mu_){absl::Seconds(10)};
 
   BackgroundThreads threads_;
   std::thread scheduler_;

@@ -14,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "caliber/v1/worker_protocol.grpc.pb.h"
 #include "services/auth/tls_reloader.h"
-#include "workers/repeat_limiter.h"
+#include "services/runtime/repeat_limiter.h"
 #include "workers/stage_runner.h"
 
 namespace caliber::workers {
@@ -90,7 +90,7 @@ class WorkerAgent {
   std::map<std::string, std::shared_ptr<grpc::Channel>> peers_ ABSL_GUARDED_BY(mu_);
   // Used by the Run() thread only.
   int refusals_ = 0;  // consecutive
-  RepeatLimiter coordinator_errors_{absl::Seconds(30)};
+  runtime::RepeatLimiter coordinator_errors_{absl::Seconds(30)};
 };
 
 }  // namespace caliber::workers

@@ -7,7 +7,7 @@
 
 #include "absl/time/time.h"
 
-namespace caliber::workers {
+namespace caliber::runtime {
 
 class RepeatLimiter {
  public:
@@ -40,4 +40,4 @@ class RepeatLimiter {
   int dropped_ = 0;
 };
 
-}  // namespace caliber::workers
+}  // namespace caliber::runtime
