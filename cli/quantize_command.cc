@@ -37,7 +37,7 @@ ABSL_FLAG(std::string, out, "", "output checkpoint directory (must not exist)");
 ABSL_FLAG(std::string, method, "gptq",
           "rtn | gptq | gptq_lora | heroq_gptq | heroq_gptq_lora (HeRo-Q, then gptq or gptq_lora)");
 ABSL_FLAG(std::string, transform, "none",
-          "none | quarot | smoothquant | heroq: transform the model before quantizing it");
+          "none | quarot | smoothquant | heroq | fold (RMSNorm folding only): transform the model before quantizing it");
 ABSL_FLAG(std::string, heroq_start, "best",
           "heroq: learn from the better (by the objective) of Hadamard + SmoothQuant and "
           "SmoothQuant alone (best), or from Hadamard + SmoothQuant (hadamard)");
@@ -47,6 +47,14 @@ ABSL_FLAG(double, heroq_rotation_step, 0.05, "heroq: Frobenius length of a full 
 ABSL_FLAG(double, heroq_diagonal_step, 0.05, "heroq: largest |step| of a diagonal's log-scales");
 ABSL_FLAG(uint64_t, transform_seed, 0, "quarot/heroq: seed of the Hadamard signs and rotations");
 ABSL_FLAG(double, smooth_alpha, 0.5, "smoothquant/heroq: SmoothQuant migration strength in [0, 1]");
+ABSL_FLAG(std::string, transform_selection, "start",
+          "start: the transform's own result | validated: hold out --validation-fraction of the "
+          "calibration segments (seeded by --transform-seed) and choose, by the objective on them, among "
+          "identity, the kind's fixed transforms and heroq's learning checkpoints");
+ABSL_FLAG(double, validation_fraction, 0.125, "validated selection: held-out part of the segments");
+ABSL_FLAG(int, transform_checkpoint_every, 10, "validated heroq: a candidate every this many steps");
+ABSL_FLAG(std::string, heroq_freeze, "none",
+          "heroq: none | rotations (learn only the diagonals) | diagonals (learn only R1/R2)");
 ABSL_FLAG(int, bits, 4, "weight bits: 2, 3, 4 or 8");
 ABSL_FLAG(int, group_size, 128, "input columns per scale/zero group; -1 per output channel");
 ABSL_FLAG(bool, act_order, false, "GPTQ act-order (columns by decreasing Hessian diagonal)");
@@ -122,6 +130,30 @@ absl::StatusOr<TransformOptions> TransformFromFlags(TransformKind kind,
     return absl::InvalidArgumentError(absl::StrCat("--heroq-start: ", start.status().message()));
   }
   t.start = *start;
+  absl::StatusOr<TransformSelection> selection = ParseTransformSelection(absl::GetFlag(FLAGS_transform_selection));
+  if (!selection.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--transform-selection: ", selection.status().message()));
+  }
+  t.selection = *selection;
+  t.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  t.checkpoint_every = absl::GetFlag(FLAGS_transform_checkpoint_every);
+  if (!(t.validation_fraction > 0 && t.validation_fraction <= 0.5)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--validation-fraction must be in (0, 0.5], got ", t.validation_fraction));
+  }
+  if (t.checkpoint_every < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--transform-checkpoint-every must be >= 1, got ", t.checkpoint_every));
+  }
+  const std::string freeze = absl::GetFlag(FLAGS_heroq_freeze);
+  if (freeze == "rotations") {
+    t.learn.learn_r1 = t.learn.learn_r2 = false;
+  } else if (freeze == "diagonals") {
+    t.learn.learn_diagonals = false;
+  } else if (freeze != "none") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--heroq-freeze: unknown '", freeze, "' (none, rotations, diagonals)"));
+  }
   if (t.learn.iterations < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--heroq-iterations must be >= 0, got ", t.learn.iterations));
@@ -331,6 +363,14 @@ void PrintTransformSummary(const nlohmann::json& t) {
       loss["start"].get<double>(), loss["learned"].get<double>(), t["accepted_steps"].get<int>(),
       t["rejected_steps"].get<int>(), t["seconds"]["learning"].get<double>(),
       t["seconds"]["total"].get<double>());
+  if (t.contains("selection")) {
+    for (const auto& c : t["selection"]["candidates"]) {
+      std::printf("  candidate %-22s objective train %.6f validation %.6f\n", c["name"].get<std::string>().c_str(),
+                  c["train"].get<double>(), c["validation"].get<double>());
+    }
+    std::printf("transform selection: %s (lowest validation objective)\n",
+                t["selection"]["chosen"].get<std::string>().c_str());
+  }
 }
 
 void PrintReport(const nlohmann::json& report, int act_bits, const std::string& out_dir) {
@@ -466,6 +506,7 @@ int RunQuantize(int argc, char** argv) {
        "asym", "mse", "damp", "lora_rank", "lora_a_bits", "refine_iters", "act_bits", "nsamples", "seq_len",
        "seed", "calib_sampling", "propagation", "hessian_precision", "batch_seqs", "transform", "heroq_start",
        "heroq_iterations", "heroq_lambda", "heroq_rotation_step", "heroq_diagonal_step", "transform_seed",
+       "transform_selection", "validation_fraction", "transform_checkpoint_every", "heroq_freeze",
        "smooth_alpha", "eval_tokens", "eval_text", "eval_windows", "eval_baseline", "json"},
       "Exit codes: 0 ok, 1 the quantization failed or was refused, 2 usage error."};
   const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/false);

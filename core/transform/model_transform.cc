@@ -10,7 +10,9 @@
 #include "core/model/rope.h"
 #include "core/model/weights.h"
 #include "core/transform/fold.h"
+#include "core/transform/segment_split.h"
 #include "core/transform/stage_transform.h"
+#include "core/transform/validated_selection.h"
 
 namespace caliber {
 namespace {
@@ -19,6 +21,39 @@ namespace fs = std::filesystem;
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// The validated selection (validated_selection.h): one fp pass over each part of the segments.
+absl::StatusOr<TransformOutcome> BuildValidatedModelTransform(const ModelConfig& config, const Checkpoint& checkpoint,
+                                                              const CalibrationSet& calib,
+                                                              const TransformOptions& options, int batch_seqs,
+                                                              const MatrixF& embedded,
+                                                              std::chrono::steady_clock::time_point start) {
+  absl::StatusOr<SegmentSplit> split = SplitSegments(calib.nsamples, options.validation_fraction, options.seed);
+  if (!split.ok()) return split.status();
+  std::vector<LayerProblem> parts[2];
+  const std::vector<int>* segments[2] = {&split->train, &split->validation};
+  for (int k = 0; k < 2; ++k) {
+    MatrixF hidden = SegmentRows(embedded, calib.seq_len, *segments[k]);
+    absl::StatusOr<std::vector<LayerProblem>> problems =
+        BuildLayerProblems(config, checkpoint, 0, config.num_hidden_layers,
+                           {static_cast<int>(segments[k]->size()), calib.seq_len}, batch_seqs, hidden);
+    if (!problems.ok()) return problems.status();
+    parts[k] = *std::move(problems);
+  }
+  absl::StatusOr<StageTransform> stage = SelectValidatedTransform(config, parts[0], parts[1], options, Seconds(start));
+  if (!stage.ok()) return stage.status();
+  absl::StatusOr<ModelTransform> t = AssembleModelTransform(config, {*stage});
+  if (!t.ok()) return t.status();
+  TransformOutcome out;
+  out.transform = *std::move(t);
+  out.report = MergeTransformReports(options, {stage->report});
+  out.report["selection"]["mode"] = std::string(TransformSelectionName(options.selection));
+  out.report["selection"]["validation_fraction"] = options.validation_fraction;
+  out.report["selection"]["train_segments"] = split->train.size();
+  out.report["selection"]["validation_segments"] = split->validation;
+  out.seconds = Seconds(start);
+  return out;
 }
 
 }  // namespace
@@ -49,6 +84,9 @@ absl::StatusOr<TransformOutcome> BuildModelTransform(const ModelConfig& config, 
   // Hessians of the folded fp model, layer by layer.
   absl::StatusOr<MatrixF> hidden = EmbedCalibrationTokens(config, checkpoint, calib);
   if (!hidden.ok()) return hidden.status();
+  if (options.selection == TransformSelection::kValidated) {
+    return BuildValidatedModelTransform(config, checkpoint, calib, options, batch_seqs, *hidden, start);
+  }
   absl::StatusOr<std::vector<LayerProblem>> problems = BuildLayerProblems(
       config, checkpoint, 0, config.num_hidden_layers, {calib.nsamples, calib.seq_len}, batch_seqs, *hidden);
   if (!problems.ok()) return problems.status();

@@ -506,7 +506,7 @@ TEST(QuantizeCli, BadRequestsExitOneWithAPreciseMessageAndLeaveNothing) {
       {"contradiction", "--method heroq_gptq --transform quarot",
        "method 'heroq_gptq' already sets the transform; got --transform quarot"},
       {"transform", "--transform bogus",
-       "--transform: unknown transform 'bogus' (none, quarot, smoothquant, heroq)"},
+       "--transform: unknown transform 'bogus' (none, quarot, smoothquant, heroq, fold)"},
       {"heroq_method", "--method heroq_awq", "unknown --method 'heroq_awq' (available: "},
       {"start", "--method heroq_gptq --heroq-start random",
        "--heroq-start: unknown heroq start 'random' (hadamard, best)"},
