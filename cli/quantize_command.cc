@@ -52,6 +52,9 @@ ABSL_FLAG(std::string, transform_selection, "start",
           "calibration segments (seeded by --transform-seed) and choose, by the objective on them, among "
           "identity, the kind's fixed transforms and heroq's learning checkpoints");
 ABSL_FLAG(double, validation_fraction, 0.125, "validated selection: held-out part of the segments");
+ABSL_FLAG(std::string, selection_objective, "learner",
+          "validated selection compares candidates by: learner (the transform's own round-to-nearest "
+          "objective) | gptq (GPTQ's output error with this run's grid, act-order and damping)");
 ABSL_FLAG(int, transform_checkpoint_every, 10, "validated heroq: a candidate every this many steps");
 ABSL_FLAG(std::string, heroq_freeze, "none",
           "heroq: none | rotations (learn only the diagonals) | diagonals (learn only R1/R2)");
@@ -137,6 +140,12 @@ absl::StatusOr<TransformOptions> TransformFromFlags(TransformKind kind,
   t.selection = *selection;
   t.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
   t.checkpoint_every = absl::GetFlag(FLAGS_transform_checkpoint_every);
+  absl::StatusOr<SelectionObjective> objective = ParseSelectionObjective(absl::GetFlag(FLAGS_selection_objective));
+  if (!objective.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--selection-objective: ", objective.status().message()));
+  }
+  t.selection_objective = *objective;
+  t.selection_spec = spec;
   if (!(t.validation_fraction > 0 && t.validation_fraction <= 0.5)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--validation-fraction must be in (0, 0.5], got ", t.validation_fraction));
@@ -506,7 +515,8 @@ int RunQuantize(int argc, char** argv) {
        "asym", "mse", "damp", "lora_rank", "lora_a_bits", "refine_iters", "act_bits", "nsamples", "seq_len",
        "seed", "calib_sampling", "propagation", "hessian_precision", "batch_seqs", "transform", "heroq_start",
        "heroq_iterations", "heroq_lambda", "heroq_rotation_step", "heroq_diagonal_step", "transform_seed",
-       "transform_selection", "validation_fraction", "transform_checkpoint_every", "heroq_freeze",
+       "transform_selection", "validation_fraction", "transform_checkpoint_every", "selection_objective",
+       "heroq_freeze",
        "smooth_alpha", "eval_tokens", "eval_text", "eval_windows", "eval_baseline", "json"},
       "Exit codes: 0 ok, 1 the quantization failed or was refused, 2 usage error."};
   const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/false);

@@ -48,6 +48,7 @@ nlohmann::json TransformMeta(const TransformOptions& t) {
   if (t.selection == TransformSelection::kValidated) {
     j["selection"] = std::string(TransformSelectionName(t.selection));
     j["validation_fraction"] = t.validation_fraction;
+    j["selection_objective"] = std::string(SelectionObjectiveName(t.selection_objective));
     j["seed"] = t.seed;  // seeds the hold-out too
   }
   return j;

@@ -46,6 +46,17 @@ std::string_view TransformSelectionName(TransformSelection selection) {
   return selection == TransformSelection::kValidated ? "validated" : "start";
 }
 
+absl::StatusOr<SelectionObjective> ParseSelectionObjective(std::string_view name) {
+  if (name == "learner") return SelectionObjective::kLearner;
+  if (name == "gptq") return SelectionObjective::kGptq;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown selection objective '", std::string(name), "' (learner, gptq)"));
+}
+
+std::string_view SelectionObjectiveName(SelectionObjective objective) {
+  return objective == SelectionObjective::kGptq ? "gptq" : "learner";
+}
+
 absl::Status ValidateTransformOptions(const TransformOptions& o) {
   auto bad = [](const char* what, double v, const char* rule) {
     return absl::InvalidArgumentError(absl::StrCat(what, " must be ", rule, ", got ", v));

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "core/quant/quant_spec.h"
 #include "core/transform/heroq_learner.h"
 
 namespace caliber {
@@ -37,6 +38,13 @@ enum class TransformSelection { kStart, kValidated };
 absl::StatusOr<TransformSelection> ParseTransformSelection(std::string_view name);
 std::string_view TransformSelectionName(TransformSelection selection);
 
+// What the validated selection compares on the held-out segments:
+//   learner  the learner's own objective (round-to-nearest error + spectral term);
+//   gptq     GPTQ's output error with the quantizer's spec (gptq_validation.h).
+enum class SelectionObjective { kLearner, kGptq };
+absl::StatusOr<SelectionObjective> ParseSelectionObjective(std::string_view name);
+std::string_view SelectionObjectiveName(SelectionObjective objective);
+
 struct TransformOptions {
   TransformKind kind = TransformKind::kNone;
   HeroqStart start = HeroqStart::kBest;
@@ -46,6 +54,8 @@ struct TransformOptions {
   TransformSelection selection = TransformSelection::kStart;
   double validation_fraction = 0.125;  // validated: the held-out part of the segments (≥ 1 segment)
   int checkpoint_every = 10;           // validated heroq: a candidate every this many steps, and the last
+  SelectionObjective selection_objective = SelectionObjective::kLearner;
+  QuantSpec selection_spec;  // gptq selection objective: the quantizer's spec
 };
 
 // Range checks with messages naming the option (iterations >= 0, steps and λ finite and

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/transform/gptq_validation.h"
 
 namespace caliber {
 namespace {
@@ -103,8 +104,19 @@ absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& confi
   double best = 0;
   std::vector<double> chosen_train, chosen_validation;
   for (size_t c = 0; c < candidates.size(); ++c) {
-    const std::vector<double> t = LayerObjectives(config, train, candidates[c].r1, candidates[c].layers, obj);
-    const std::vector<double> v = LayerObjectives(config, validation, candidates[c].r1, candidates[c].layers, obj);
+    std::vector<double> t, v;
+    if (options.selection_objective == SelectionObjective::kGptq) {
+      absl::StatusOr<std::vector<GptqLayerObjective>> g = GptqLayerObjectives(
+          config, train, validation, candidates[c].r1, candidates[c].layers, options.selection_spec);
+      if (!g.ok()) return g.status();
+      for (const GptqLayerObjective& l : *g) {
+        t.push_back(l.train);
+        v.push_back(l.validation);
+      }
+    } else {
+      t = LayerObjectives(config, train, candidates[c].r1, candidates[c].layers, obj);
+      v = LayerObjectives(config, validation, candidates[c].r1, candidates[c].layers, obj);
+    }
     const double total = Sum(v);
     listed.push_back({{"name", candidates[c].name}, {"train", Sum(t)}, {"validation", total},
                       {"layers", LayerPairs(train, t, v)}});
@@ -136,6 +148,7 @@ absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& confi
   out.report["layers"] = std::move(d.layers);
   out.report["loss"] = {{"untransformed", d.loss_identity}, {"start", d.loss_start}, {"learned", d.loss_learned}};
   out.report["selection"] = {{"chosen", candidates[chosen].name},
+                             {"objective", std::string(SelectionObjectiveName(options.selection_objective))},
                              {"checkpoint_every", options.checkpoint_every},
                              {"candidates", std::move(listed)}};
   return out;

@@ -9,8 +9,9 @@
 //     quarot: QuaRot; smoothquant: SmoothQuant at options.smooth_alpha,
 //   heroq's learned transform after every options.checkpoint_every steps and after the last
 //     (early stopping),
-// are compared by the same layer-wise objective the learner minimizes (heroq_objective.h),
-// summed over the layers, on the held-out part. The lowest wins (ties: the earlier candidate in
+// are compared by the same layer-wise objective the learner minimizes (heroq_objective.h), or
+// with options.selection_objective = gptq by GPTQ's output error (gptq_validation.h), summed
+// over the layers, on the held-out part. The lowest wins (ties: the earlier candidate in
 // the order above, so identity wins every tie). Since identity is a candidate, the chosen
 // transform's validation objective is never above identity's.
 //

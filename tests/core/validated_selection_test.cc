@@ -18,6 +18,8 @@
 
 #include "core/calib/model_quantizer.h"
 #include "core/transform/model_transform.h"
+#include "core/quant/gptq.h"
+#include "core/transform/gptq_validation.h"
 #include "core/transform/segment_split.h"
 
 namespace caliber {
@@ -208,6 +210,71 @@ TEST(ValidatedSelectionTest, FoldIsTheIdentityTransform) {
   const TransformOutcome v = *BuildModelTransform(f.config, *f.checkpoint, f.calib, options, 4);
   EXPECT_EQ(v.report["selection"]["chosen"], "identity");
   EXPECT_EQ(v.report["selection"]["candidates"].size(), 1u);
+}
+
+TEST(GptqValidationTest, IdentityIsPlainGptqOfTheFoldedWeights) {
+  const Fixture& f = Fix();
+  const SegmentSplit split = *SplitSegments(f.calib.nsamples, 0.25, 3);
+  const std::vector<LayerProblem> train = Problems(split.train);
+  const std::vector<LayerProblem> validation = Problems(split.validation);
+  QuantSpec spec;
+  spec.bits = 3;
+  spec.group_size = 128;
+  spec.act_order = true;
+  const ModelTransform id = IdentityModelTransform(f.config);
+  const std::vector<GptqLayerObjective> got =
+      *GptqLayerObjectives(f.config, train, validation, id.r1, id.layers, spec);
+  ASSERT_EQ(got.size(), train.size());
+  static constexpr int kGroupOf[7] = {0, 0, 0, 1, 2, 2, 3};
+  for (size_t i = 0; i < train.size(); ++i) {
+    double t = 0, v = 0;
+    for (int k = 0; k < 7; ++k) {
+      const MatrixD& w = train[i].w[k];
+      const MatrixD& h = train[i].h[kGroupOf[k]];
+      const MatrixD e = GptqQuantize(w.cast<float>(), h.cast<float>(), spec)->Dequantize().cast<double>() - w;
+      t += (e * h * e.transpose()).trace() / train[i].energy[k];
+      v += (e * validation[i].h[kGroupOf[k]] * e.transpose()).trace() / validation[i].energy[k];
+    }
+    // Identity transform matrices are exact, so W̃ = W and GPTQ sees the same floats: the
+    // codes agree and only the double sums' order differs.
+    EXPECT_NEAR(got[i].train, t, 1e-12 * t) << "layer " << i;
+    EXPECT_NEAR(got[i].validation, v, 1e-12 * v) << "layer " << i;
+    EXPECT_GT(got[i].validation, 0);
+  }
+}
+
+TEST(ValidatedSelectionTest, GptqObjectiveChoosesItsArgminAndNeverLosesToIdentity) {
+  const Fixture& f = Fix();
+  TransformOptions options = Validated();
+  options.learn.iterations = 4;
+  options.checkpoint_every = 2;
+  options.selection_objective = SelectionObjective::kGptq;
+  options.selection_spec.bits = 2;
+  options.selection_spec.group_size = 64;
+  options.selection_spec.act_order = true;
+  const SegmentSplit split = *SplitSegments(f.calib.nsamples, options.validation_fraction, options.seed);
+  const StageTransform chosen =
+      *SelectValidatedTransform(f.config, Problems(split.train), Problems(split.validation), options, 0.0);
+  const nlohmann::json& sel = chosen.report["selection"];
+  EXPECT_EQ(sel["objective"], "gptq");
+  std::string argmin;
+  double best = 0, identity = 0;
+  for (const nlohmann::json& c : sel["candidates"]) {
+    const double v = c["validation"].get<double>();
+    if (c["name"] == "identity") identity = v;
+    if (argmin.empty() || v < best) {
+      best = v;
+      argmin = c["name"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(sel["chosen"], argmin);
+  EXPECT_LE(best, identity);
+  // The returned transform is the chosen one: recomputed on fresh problems it scores `best`.
+  const std::vector<GptqLayerObjective> again = *GptqLayerObjectives(
+      f.config, Problems(split.train), Problems(split.validation), chosen.r1, chosen.layers, options.selection_spec);
+  double total = 0;
+  for (const GptqLayerObjective& l : again) total += l.validation;
+  EXPECT_NEAR(total, best, 1e-12 * best);
 }
 
 }  // namespace
