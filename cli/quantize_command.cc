@@ -54,7 +54,9 @@ ABSL_FLAG(std::string, transform_selection, "start",
 ABSL_FLAG(double, validation_fraction, 0.125, "validated selection: held-out part of the segments");
 ABSL_FLAG(std::string, selection_objective, "learner",
           "validated selection compares candidates by: learner (the transform's own round-to-nearest "
-          "objective) | gptq (GPTQ's output error with this run's grid, act-order and damping)");
+          "objective) | gptq (GPTQ's output error with this run's grid, act-order and damping) | nll "
+          "(end to end: quantize with each candidate on the training segments, mean token NLL on the "
+          "held-out ones; one quantization per candidate)");
 ABSL_FLAG(int, transform_checkpoint_every, 10, "validated heroq: a candidate every this many steps");
 ABSL_FLAG(std::string, heroq_freeze, "none",
           "heroq: none | rotations (learn only the diagonals) | diagonals (learn only R1/R2)");
@@ -325,6 +327,73 @@ struct ModelSource {
   std::unique_ptr<Checkpoint> checkpoint;
 };
 
+// The segments `segments` of `calib`, in that order, as a calibration set of their own.
+CalibrationSet SubsetSegments(const CalibrationSet& calib, const std::vector<int>& segments) {
+  CalibrationSet out;
+  out.nsamples = static_cast<int>(segments.size());
+  out.seq_len = calib.seq_len;
+  for (const int s : segments) {
+    const auto begin = calib.tokens.begin() + static_cast<ptrdiff_t>(s) * calib.seq_len;
+    out.tokens.insert(out.tokens.end(), begin, begin + calib.seq_len);
+    if (static_cast<size_t>(s) < calib.window_index.size()) out.window_index.push_back(calib.window_index[s]);
+  }
+  return out;
+}
+
+// --selection-objective nll (issue 14): each candidate transform is folded into `source`,
+// the model is quantized with the job's method and spec on the training segments only, and the
+// quantized checkpoint (written to a scratch sibling of --out, removed after each candidate) is
+// evaluated on the held-out segments, one window per segment, with the job's activations:
+// exactly what `caliber eval --seq-len SEQ_LEN` computes on those segments' tokens.
+HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSource& source,
+                                      const CalibrationSet& calib, const std::string& scratch) {
+  return [&plan, &source, &calib, scratch](const ModelTransform& transform,
+                                           const SegmentSplit& split) -> absl::StatusOr<double> {
+    struct Cleanup {
+      std::string path;
+      ~Cleanup() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+      }
+    } cleanup{scratch};
+    std::error_code ec;
+    if (fs::exists(scratch, ec)) {
+      return absl::AlreadyExistsError(absl::StrCat("scratch directory ", scratch, " already exists; remove it"));
+    }
+    const std::string model_dir = (fs::path(scratch) / "model").string();
+    if (absl::Status s = WriteTransformedModel(source.dir, source.config, *source.checkpoint, transform, model_dir);
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((fs::path(model_dir) / "config.json").string());
+    if (!config.ok()) return config.status();
+    absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(model_dir);
+    if (!checkpoint.ok()) return checkpoint.status();
+    std::unique_ptr<QuantizedCheckpointWriter> writer =
+        MakeCheckpointWriter(plan.calibration, *config, **checkpoint, model_dir, (fs::path(scratch) / "q").string(),
+                             {{"quantizer", {"caliber:0.1.0"}}});
+    const CalibrationSet train = SubsetSegments(calib, split.train);
+    absl::StatusOr<ModelQuantResult> result =
+        QuantizeModel(*config, **checkpoint, train, plan.calibration,
+                      [&](const LayerQuantResult& layer) { return writer->AddLayer(layer); });
+    if (!result.ok()) return result.status();
+    absl::StatusOr<std::string> staged = writer->Stage();
+    if (!staged.ok()) return staged.status();
+    const std::string adapter = (fs::path(*staged) / "adapter").string();
+    absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(*staged, fs::exists(adapter) ? adapter : "");
+    if (!model.ok()) return model.status();
+    const CalibrationSet heldout = SubsetSegments(calib, split.validation);
+    PerplexityOptions options;
+    options.seq_len = calib.seq_len;
+    options.max_windows = 0;
+    options.act_bits = plan.calibration.act_bits;
+    absl::StatusOr<PerplexityResult> r = EvaluatePerplexity(**model, heldout.tokens, options);
+    if (!r.ok()) return r.status();
+    std::fprintf(stderr, "selection nll: held-out nll %.6f (%d windows)\n", r->nll, r->windows);
+    return r->nll;
+  };
+}
+
 // Builds the plan's transform of `source` on the calibration set and writes the transformed
 // model into `dir` (created here); returns the transform's report and the reopened model.
 absl::StatusOr<nlohmann::json> TransformModel(const QuantizePlan& plan, const ModelSource& source,
@@ -335,8 +404,13 @@ absl::StatusOr<nlohmann::json> TransformModel(const QuantizePlan& plan, const Mo
     ProgressBar bar(
         absl::StrCat("transform ", std::string(TransformKindName(plan.transform.kind))));
     bar.Update(0, 1);
+    HeldoutNllScorer score;
+    if (plan.transform.selection == TransformSelection::kValidated &&
+        plan.transform.selection_objective == SelectionObjective::kNll) {
+      score = MakeHeldoutNllScorer(plan, source, calib, absl::StrCat(dir.path(), "-nll"));
+    }
     outcome = BuildModelTransform(source.config, *source.checkpoint, calib, plan.transform,
-                                  plan.calibration.batch_seqs);
+                                  plan.calibration.batch_seqs, score);
     if (!outcome.ok()) return outcome.status();
     bar.Update(1, 1);
   }
@@ -374,11 +448,16 @@ void PrintTransformSummary(const nlohmann::json& t) {
       t["seconds"]["total"].get<double>());
   if (t.contains("selection")) {
     for (const auto& c : t["selection"]["candidates"]) {
-      std::printf("  candidate %-22s objective train %.6f validation %.6f\n", c["name"].get<std::string>().c_str(),
+      std::printf("  candidate %-22s objective train %.6f validation %.6f", c["name"].get<std::string>().c_str(),
                   c["train"].get<double>(), c["validation"].get<double>());
+      if (c.contains("heldout_nll")) {
+        std::printf("  held-out nll %.6f (%.1fs)", c["heldout_nll"].get<double>(), c["nll_seconds"].get<double>());
+      }
+      std::printf("\n");
     }
-    std::printf("transform selection: %s (lowest validation objective)\n",
-                t["selection"]["chosen"].get<std::string>().c_str());
+    const bool nll = t["selection"].value("objective", "") == "nll";
+    std::printf("transform selection: %s (lowest %s)\n", t["selection"]["chosen"].get<std::string>().c_str(),
+                nll ? "held-out nll of the quantized model" : "validation objective");
   }
 }
 

@@ -28,7 +28,8 @@ absl::StatusOr<TransformOutcome> BuildValidatedModelTransform(const ModelConfig&
                                                               const CalibrationSet& calib,
                                                               const TransformOptions& options, int batch_seqs,
                                                               const MatrixF& embedded,
-                                                              std::chrono::steady_clock::time_point start) {
+                                                              std::chrono::steady_clock::time_point start,
+                                                              const HeldoutNllScorer& score) {
   absl::StatusOr<SegmentSplit> split = SplitSegments(calib.nsamples, options.validation_fraction, options.seed);
   if (!split.ok()) return split.status();
   std::vector<LayerProblem> parts[2];
@@ -41,7 +42,20 @@ absl::StatusOr<TransformOutcome> BuildValidatedModelTransform(const ModelConfig&
     if (!problems.ok()) return problems.status();
     parts[k] = *std::move(problems);
   }
-  absl::StatusOr<StageTransform> stage = SelectValidatedTransform(config, parts[0], parts[1], options, Seconds(start));
+  CandidateScorer candidate_score;
+  if (score) {
+    candidate_score = [&](const TransformCandidate& c) -> absl::StatusOr<double> {
+      StageTransform st;
+      st.first_layer = 0;
+      st.r1 = c.r1;
+      st.layers = c.layers;
+      absl::StatusOr<ModelTransform> t = AssembleModelTransform(config, {st});
+      if (!t.ok()) return t.status();
+      return score(*t, *split);
+    };
+  }
+  absl::StatusOr<StageTransform> stage =
+      SelectValidatedTransform(config, parts[0], parts[1], options, Seconds(start), candidate_score);
   if (!stage.ok()) return stage.status();
   absl::StatusOr<ModelTransform> t = AssembleModelTransform(config, {*stage});
   if (!t.ok()) return t.status();
@@ -74,7 +88,8 @@ absl::StatusOr<MethodPlan> PlanMethod(std::string_view method, std::string_view 
 
 absl::StatusOr<TransformOutcome> BuildModelTransform(const ModelConfig& config, const Checkpoint& checkpoint,
                                                      const CalibrationSet& calib,
-                                                     const TransformOptions& options, int batch_seqs) {
+                                                     const TransformOptions& options, int batch_seqs,
+                                                     const HeldoutNllScorer& score) {
   const auto start = std::chrono::steady_clock::now();
   TransformOutcome out;
   out.transform = IdentityModelTransform(config);
@@ -85,7 +100,7 @@ absl::StatusOr<TransformOutcome> BuildModelTransform(const ModelConfig& config, 
   absl::StatusOr<MatrixF> hidden = EmbedCalibrationTokens(config, checkpoint, calib);
   if (!hidden.ok()) return hidden.status();
   if (options.selection == TransformSelection::kValidated) {
-    return BuildValidatedModelTransform(config, checkpoint, calib, options, batch_seqs, *hidden, start);
+    return BuildValidatedModelTransform(config, checkpoint, calib, options, batch_seqs, *hidden, start, score);
   }
   absl::StatusOr<std::vector<LayerProblem>> problems = BuildLayerProblems(
       config, checkpoint, 0, config.num_hidden_layers, {calib.nsamples, calib.seq_len}, batch_seqs, *hidden);

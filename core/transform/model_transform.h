@@ -4,6 +4,7 @@
 // (WriteTransformedModel), which the usual calibration and GPTQ pipeline then quantizes.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,7 @@
 #include "core/calib/calibration_set.h"
 #include "core/io/safetensors.h"
 #include "core/model/config.h"
+#include "core/transform/segment_split.h"
 #include "core/transform/transform_options.h"
 #include "core/transform/transform_params.h"
 #include "nlohmann/json.hpp"
@@ -33,10 +35,17 @@ struct TransformOutcome {
   double seconds = 0;
 };
 
-// One fp calibration pass for the Hessians, then the transform of options.kind.
+// The validated selection's end-to-end score (selection_objective = nll): the mean token NLL on
+// split.validation's segments of the model quantized, on split.train's segments only, with
+// `transform` folded in. The caller owns the quantizer (cli/quantize_command.cc).
+using HeldoutNllScorer = std::function<absl::StatusOr<double>(const ModelTransform& transform, const SegmentSplit& split)>;
+
+// One fp calibration pass for the Hessians, then the transform of options.kind. `score` is
+// needed only for selection_objective = nll.
 absl::StatusOr<TransformOutcome> BuildModelTransform(const ModelConfig& config, const Checkpoint& checkpoint,
                                                      const CalibrationSet& calib,
-                                                     const TransformOptions& options, int batch_seqs);
+                                                     const TransformOptions& options, int batch_seqs,
+                                                     const HeldoutNllScorer& score = nullptr);
 
 // Writes `source_dir`'s model with `transform` folded in to `out_dir` (created; float32
 // tensors in one model.safetensors, config.json with untied embeddings, tokenizer files).

@@ -49,12 +49,21 @@ std::string_view TransformSelectionName(TransformSelection selection) {
 absl::StatusOr<SelectionObjective> ParseSelectionObjective(std::string_view name) {
   if (name == "learner") return SelectionObjective::kLearner;
   if (name == "gptq") return SelectionObjective::kGptq;
+  if (name == "nll") return SelectionObjective::kNll;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown selection objective '", std::string(name), "' (learner, gptq)"));
+      absl::StrCat("unknown selection objective '", std::string(name), "' (learner, gptq, nll)"));
 }
 
 std::string_view SelectionObjectiveName(SelectionObjective objective) {
-  return objective == SelectionObjective::kGptq ? "gptq" : "learner";
+  switch (objective) {
+    case SelectionObjective::kGptq:
+      return "gptq";
+    case SelectionObjective::kNll:
+      return "nll";
+    case SelectionObjective::kLearner:
+      break;
+  }
+  return "learner";
 }
 
 absl::Status ValidateTransformOptions(const TransformOptions& o) {

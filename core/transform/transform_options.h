@@ -40,8 +40,11 @@ std::string_view TransformSelectionName(TransformSelection selection);
 
 // What the validated selection compares on the held-out segments:
 //   learner  the learner's own objective (round-to-nearest error + spectral term);
-//   gptq     GPTQ's output error with the quantizer's spec (gptq_validation.h).
-enum class SelectionObjective { kLearner, kGptq };
+//   gptq     GPTQ's output error with the quantizer's spec (gptq_validation.h);
+//   nll      end to end: the model quantized with each candidate (the job's method and spec, on
+//            the training segments only), its mean token NLL on the held-out segments. Needs a
+//            scorer from the caller (BuildModelTransform's HeldoutNllScorer; one process only).
+enum class SelectionObjective { kLearner, kGptq, kNll };
 absl::StatusOr<SelectionObjective> ParseSelectionObjective(std::string_view name);
 std::string_view SelectionObjectiveName(SelectionObjective objective);
 

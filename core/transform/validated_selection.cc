@@ -1,6 +1,7 @@
 #include "core/transform/validated_selection.h"
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -71,7 +72,13 @@ std::vector<double> LayerObjectives(const ModelConfig& config, const std::vector
 absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& config,
                                                         const std::vector<LayerProblem>& train,
                                                         const std::vector<LayerProblem>& validation,
-                                                        const TransformOptions& options, double hessian_seconds) {
+                                                        const TransformOptions& options, double hessian_seconds,
+                                                        const CandidateScorer& score) {
+  const bool nll = options.selection_objective == SelectionObjective::kNll;
+  if (nll && !score) {
+    return absl::InvalidArgumentError(
+        "selection objective nll needs the quantize-and-evaluate scorer (one-process caliber quantize only)");
+  }
   if (train.empty() || train.size() != validation.size()) {
     return absl::InvalidArgumentError("validated selection needs the same non-empty layers in both parts");
   }
@@ -98,6 +105,21 @@ absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& confi
     }
   }
 
+  // Each nll candidate costs a quantization of the model: keep identity, the kind's own start
+  // (SmoothQuant at options.smooth_alpha, Hadamard + SmoothQuant, QuaRot for quarot) and the end
+  // of learning.
+  if (nll) {
+    std::vector<TransformCandidate> kept;
+    for (size_t c = 0; c < candidates.size(); ++c) {
+      const std::string& n = candidates[c].name;
+      const bool learned_end = c + 1 == candidates.size() && n.rfind("heroq_step", 0) == 0;
+      const bool keep = n == "identity" || n == AlphaName(options.smooth_alpha) || n == "hadamard_smoothquant" ||
+                        (n == "quarot" && options.kind == TransformKind::kQuaRot) || learned_end;
+      if (keep) kept.push_back(std::move(candidates[c]));
+    }
+    candidates = std::move(kept);
+  }
+
   const HeroqObjectiveOptions& obj = options.learn.objective;
   nlohmann::json listed = nlohmann::json::array();
   size_t chosen = 0;
@@ -117,9 +139,18 @@ absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& confi
       t = LayerObjectives(config, train, candidates[c].r1, candidates[c].layers, obj);
       v = LayerObjectives(config, validation, candidates[c].r1, candidates[c].layers, obj);
     }
-    const double total = Sum(v);
-    listed.push_back({{"name", candidates[c].name}, {"train", Sum(t)}, {"validation", total},
-                      {"layers", LayerPairs(train, t, v)}});
+    double total = Sum(v);
+    nlohmann::json entry = {{"name", candidates[c].name}, {"train", Sum(t)}, {"validation", total},
+                            {"layers", LayerPairs(train, t, v)}};
+    if (nll) {
+      const auto t0 = std::chrono::steady_clock::now();
+      absl::StatusOr<double> s = score(candidates[c]);
+      if (!s.ok()) return s.status();
+      total = *s;
+      entry["heldout_nll"] = total;
+      entry["nll_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    listed.push_back(std::move(entry));
     if (c == 0 || total < best) {  // strict: the earlier candidate wins a tie
       best = total;
       chosen = c;

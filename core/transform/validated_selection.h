@@ -18,6 +18,7 @@
 // Everything is a function of the problems and the options: deterministic.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,15 +38,22 @@ std::vector<double> LayerObjectives(const ModelConfig& config, const std::vector
                                     const MatrixD& r1, const std::vector<LayerTransform>& layers,
                                     const HeroqObjectiveOptions& objective);
 
+// The end-to-end score of one candidate (selection_objective = nll): the held-out mean token
+// NLL of the model quantized with it. Called once per candidate, in candidate order.
+using CandidateScorer = std::function<absl::StatusOr<double>(const TransformCandidate&)>;
+
 // Learns on `train`, chooses on `validation` (the same layers, from the held-out segments).
 // The result is the chosen candidate; its report is LearnStageTransform's with "loss.learned"
 // and "layers" describing the chosen transform (on the training problems), each layer
 // carrying "objective": {"train", "validation"} of the chosen one, plus "selection":
 // {"chosen", "candidates": [{"name", "train", "validation", "layers": [{"layer", "train",
-// "validation"}]}], "checkpoint_every"}.
+// "validation"}]}], "checkpoint_every"}. With selection_objective = nll the candidates are
+// ranked by `score` (required then) and each carries "heldout_nll" and "nll_seconds" too;
+// "train"/"validation" stay the learner's objective, for comparison.
 absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& config,
                                                         const std::vector<LayerProblem>& train,
                                                         const std::vector<LayerProblem>& validation,
-                                                        const TransformOptions& options, double hessian_seconds);
+                                                        const TransformOptions& options, double hessian_seconds,
+                                                        const CandidateScorer& score = nullptr);
 
 }  // namespace caliber
