@@ -277,5 +277,43 @@ TEST(ValidatedSelectionTest, GptqObjectiveChoosesItsArgminAndNeverLosesToIdentit
   EXPECT_NEAR(total, best, 1e-12 * best);
 }
 
+// selection_objective = nll: the scorer (the quantize-and-evaluate step of the CLI) is required,
+// is called once per candidate of the short list (identity, SmoothQuant at smooth_alpha,
+// Hadamard + SmoothQuant, the end of learning), and its argmin wins, the earlier on a tie.
+TEST(ValidatedSelectionTest, NllObjectiveRanksByTheScorerOverAShortList) {
+  const Fixture& f = Fix();
+  TransformOptions options = Validated();
+  options.learn.iterations = 4;
+  options.checkpoint_every = 2;
+  options.selection_objective = SelectionObjective::kNll;
+  const SegmentSplit split = *SplitSegments(f.calib.nsamples, options.validation_fraction, options.seed);
+  const std::vector<LayerProblem> train = Problems(split.train), validation = Problems(split.validation);
+  EXPECT_EQ(SelectValidatedTransform(f.config, train, validation, options, 0.0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  for (const bool tie : {false, true}) {
+    std::vector<std::string> called;
+    std::map<std::string, MatrixD> r1s;
+    const CandidateScorer score = [&](const TransformCandidate& c) -> absl::StatusOr<double> {
+      called.push_back(c.name);
+      r1s[c.name] = c.r1;
+      // Without a tie the Hadamard + SmoothQuant candidate is best; with one, everything ties.
+      return tie ? 1.0 : (c.name == "hadamard_smoothquant" ? 0.5 : 1.0 + 0.1 * static_cast<double>(called.size()));
+    };
+    const StageTransform chosen = *SelectValidatedTransform(f.config, train, validation, options, 0.0, score);
+    ASSERT_EQ(called.size(), 4u);
+    EXPECT_EQ(called[0], "identity");
+    EXPECT_EQ(called[1], "smoothquant_a0.5");
+    EXPECT_EQ(called[2], "hadamard_smoothquant");
+    EXPECT_EQ(called[3].rfind("heroq_step", 0), 0u) << called[3];
+    const nlohmann::json& sel = chosen.report["selection"];
+    EXPECT_EQ(sel["objective"], "nll");
+    const std::string expected = tie ? "identity" : "hadamard_smoothquant";
+    EXPECT_EQ(sel["chosen"], expected);
+    EXPECT_TRUE(chosen.r1 == r1s[expected]);
+    for (const nlohmann::json& c : sel["candidates"]) EXPECT_TRUE(c.contains("heldout_nll")) << c["name"];
+  }
+}
+
 }  // namespace
 }  // namespace caliber
