@@ -74,7 +74,8 @@ int RunEval(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_json)) {
     const nlohmann::json j = {{"ppl", r->ppl},         {"nll", r->nll},
                               {"tokens", r->tokens},   {"windows", r->windows},
-                              {"seconds", r->seconds}, {"act_bits", r->act_bits}};
+                              {"seconds", r->seconds}, {"act_bits", r->act_bits},
+                              {"window_nll", r->window_nll}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("perplexity %.4f  (mean NLL %.6f over %lld tokens in %d windows of %d, %s, %.2fs)\n",

@@ -57,6 +57,9 @@ ABSL_FLAG(std::string, selection_objective, "learner",
           "objective) | gptq (GPTQ's output error with this run's grid, act-order and damping) | nll "
           "(end to end: quantize with each candidate on the training segments, mean token NLL on the "
           "held-out ones; one quantization per candidate)");
+ABSL_FLAG(double, selection_margin, 2.0,
+          "nll selection: a candidate replaces identity only if its mean per-segment NLL gain over "
+          "identity exceeds this many standard errors of that mean; in [0, 10], 0 = plain argmin");
 ABSL_FLAG(int, transform_checkpoint_every, 10, "validated heroq: a candidate every this many steps");
 ABSL_FLAG(std::string, heroq_freeze, "none",
           "heroq: none | rotations (learn only the diagonals) | diagonals (learn only R1/R2)");
@@ -147,6 +150,11 @@ absl::StatusOr<TransformOptions> TransformFromFlags(TransformKind kind,
     return absl::InvalidArgumentError(absl::StrCat("--selection-objective: ", objective.status().message()));
   }
   t.selection_objective = *objective;
+  t.selection_margin = absl::GetFlag(FLAGS_selection_margin);
+  if (!(t.selection_margin >= 0 && t.selection_margin <= 10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--selection-margin must be in [0, 10], got ", t.selection_margin));
+  }
   t.selection_spec = spec;
   if (!(t.validation_fraction > 0 && t.validation_fraction <= 0.5)) {
     return absl::InvalidArgumentError(
@@ -348,7 +356,7 @@ CalibrationSet SubsetSegments(const CalibrationSet& calib, const std::vector<int
 HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSource& source,
                                       const CalibrationSet& calib, const std::string& scratch) {
   return [&plan, &source, &calib, scratch](const ModelTransform& transform,
-                                           const SegmentSplit& split) -> absl::StatusOr<double> {
+                                           const SegmentSplit& split) -> absl::StatusOr<std::vector<double>> {
     struct Cleanup {
       std::string path;
       ~Cleanup() {
@@ -390,7 +398,7 @@ HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSourc
     absl::StatusOr<PerplexityResult> r = EvaluatePerplexity(**model, heldout.tokens, options);
     if (!r.ok()) return r.status();
     std::fprintf(stderr, "selection nll: held-out nll %.6f (%d windows)\n", r->nll, r->windows);
-    return r->nll;
+    return r->window_nll;
   };
 }
 
@@ -451,13 +459,21 @@ void PrintTransformSummary(const nlohmann::json& t) {
       std::printf("  candidate %-22s objective train %.6f validation %.6f", c["name"].get<std::string>().c_str(),
                   c["train"].get<double>(), c["validation"].get<double>());
       if (c.contains("heldout_nll")) {
-        std::printf("  held-out nll %.6f (%.1fs)", c["heldout_nll"].get<double>(), c["nll_seconds"].get<double>());
+        std::printf("  held-out nll %.6f (%+.6f ± %.6f vs identity, %.1fs)", c["heldout_nll"].get<double>(),
+                    c["vs_identity"]["mean"].get<double>(), c["vs_identity"]["standard_error"].get<double>(),
+                    c["nll_seconds"].get<double>());
       }
       std::printf("\n");
     }
     const bool nll = t["selection"].value("objective", "") == "nll";
-    std::printf("transform selection: %s (lowest %s)\n", t["selection"]["chosen"].get<std::string>().c_str(),
-                nll ? "held-out nll of the quantized model" : "validation objective");
+    if (nll) {
+      std::printf("transform selection: %s (lowest held-out nll of the quantized model among the candidates "
+                  "whose gain over identity exceeds %g standard errors; identity if none)\n",
+                  t["selection"]["chosen"].get<std::string>().c_str(), t["selection"]["margin"].get<double>());
+    } else {
+      std::printf("transform selection: %s (lowest validation objective)\n",
+                  t["selection"]["chosen"].get<std::string>().c_str());
+    }
   }
 }
 
@@ -595,6 +611,7 @@ int RunQuantize(int argc, char** argv) {
        "seed", "calib_sampling", "propagation", "hessian_precision", "batch_seqs", "transform", "heroq_start",
        "heroq_iterations", "heroq_lambda", "heroq_rotation_step", "heroq_diagonal_step", "transform_seed",
        "transform_selection", "validation_fraction", "transform_checkpoint_every", "selection_objective",
+       "selection_margin",
        "heroq_freeze",
        "smooth_alpha", "eval_tokens", "eval_text", "eval_windows", "eval_baseline", "json"},
       "Exit codes: 0 ok, 1 the quantization failed or was refused, 2 usage error."};

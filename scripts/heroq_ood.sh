@@ -26,7 +26,8 @@ for spec in "$@"; do
       --eval-baseline=false --json > "$dir.log" 2>&1; then
     echo "$name | failed (see $dir.log)"; continue
   fi
-  wsj=$("$CALIBER" eval --model "$dir" --tokens "$OOD" --seq-len 256 --max-windows 400 --json |
+  adapter=(); [ -d "$dir/adapter" ] && adapter=(--adapter "$dir/adapter")  # gptq_lora's B·A part
+  wsj=$("$CALIBER" eval --model "$dir" "${adapter[@]}" --tokens "$OOD" --seq-len 256 --max-windows 400 --json |
         python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["ppl"])')
   end=$(date +%s.%N)
   python3 - "$dir/report.json" "$name" "$wsj" "$start" "$end" "$base $flags" <<'PY'

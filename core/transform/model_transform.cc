@@ -44,7 +44,7 @@ absl::StatusOr<TransformOutcome> BuildValidatedModelTransform(const ModelConfig&
   }
   CandidateScorer candidate_score;
   if (score) {
-    candidate_score = [&](const TransformCandidate& c) -> absl::StatusOr<double> {
+    candidate_score = [&](const TransformCandidate& c) -> absl::StatusOr<std::vector<double>> {
       StageTransform st;
       st.first_layer = 0;
       st.r1 = c.r1;

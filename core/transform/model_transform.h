@@ -35,10 +35,12 @@ struct TransformOutcome {
   double seconds = 0;
 };
 
-// The validated selection's end-to-end score (selection_objective = nll): the mean token NLL on
-// split.validation's segments of the model quantized, on split.train's segments only, with
-// `transform` folded in. The caller owns the quantizer (cli/quantize_command.cc).
-using HeldoutNllScorer = std::function<absl::StatusOr<double>(const ModelTransform& transform, const SegmentSplit& split)>;
+// The validated selection's end-to-end score (selection_objective = nll): the mean token NLL of
+// each of split.validation's segments (in that order) under the model quantized, on
+// split.train's segments only, with `transform` folded in. The caller owns the quantizer
+// (cli/quantize_command.cc).
+using HeldoutNllScorer =
+    std::function<absl::StatusOr<std::vector<double>>(const ModelTransform& transform, const SegmentSplit& split)>;
 
 // One fp calibration pass for the Hessians, then the transform of options.kind. `score` is
 // needed only for selection_objective = nll.

@@ -82,6 +82,9 @@ absl::Status ValidateTransformOptions(const TransformOptions& o) {
     return bad("validation_fraction", o.validation_fraction, "in (0, 0.5]");
   }
   if (o.checkpoint_every < 1) return bad("checkpoint_every", o.checkpoint_every, ">= 1");
+  if (!(o.selection_margin >= 0 && o.selection_margin <= 10)) {
+    return bad("selection_margin", o.selection_margin, "in [0, 10]");
+  }
   return absl::OkStatus();
 }
 

@@ -58,11 +58,13 @@ struct TransformOptions {
   double validation_fraction = 0.125;  // validated: the held-out part of the segments (≥ 1 segment)
   int checkpoint_every = 10;           // validated heroq: a candidate every this many steps, and the last
   SelectionObjective selection_objective = SelectionObjective::kLearner;
+  double selection_margin = 2.0;  // nll: standard errors a gain over identity must exceed (heldout_margin.h)
   QuantSpec selection_spec;  // gptq selection objective: the quantizer's spec
 };
 
 // Range checks with messages naming the option (iterations >= 0, steps and λ finite and
-// >= 0, 0 <= smooth_alpha <= 1, 0 < validation_fraction <= 0.5, checkpoint_every >= 1).
+// >= 0, 0 <= smooth_alpha <= 1, 0 < validation_fraction <= 0.5, checkpoint_every >= 1,
+// 0 <= selection_margin <= 10).
 absl::Status ValidateTransformOptions(const TransformOptions& options);
 
 }  // namespace caliber

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/transform/gptq_validation.h"
+#include "core/transform/heldout_margin.h"
 
 namespace caliber {
 namespace {
@@ -122,9 +123,8 @@ absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& confi
 
   const HeroqObjectiveOptions& obj = options.learn.objective;
   nlohmann::json listed = nlohmann::json::array();
+  std::vector<std::vector<double>> train_objective, validation_objective, segment_nll;
   size_t chosen = 0;
-  double best = 0;
-  std::vector<double> chosen_train, chosen_validation;
   for (size_t c = 0; c < candidates.size(); ++c) {
     std::vector<double> t, v;
     if (options.selection_objective == SelectionObjective::kGptq) {
@@ -139,25 +139,34 @@ absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& confi
       t = LayerObjectives(config, train, candidates[c].r1, candidates[c].layers, obj);
       v = LayerObjectives(config, validation, candidates[c].r1, candidates[c].layers, obj);
     }
-    double total = Sum(v);
-    nlohmann::json entry = {{"name", candidates[c].name}, {"train", Sum(t)}, {"validation", total},
+    nlohmann::json entry = {{"name", candidates[c].name}, {"train", Sum(t)}, {"validation", Sum(v)},
                             {"layers", LayerPairs(train, t, v)}};
     if (nll) {
       const auto t0 = std::chrono::steady_clock::now();
-      absl::StatusOr<double> s = score(candidates[c]);
+      absl::StatusOr<std::vector<double>> s = score(candidates[c]);
       if (!s.ok()) return s.status();
-      total = *s;
-      entry["heldout_nll"] = total;
+      if (s->empty()) return absl::InternalError("the held-out scorer returned no segments");
+      absl::StatusOr<PairedDifference> d = PairedNllDifference(*s, segment_nll.empty() ? *s : segment_nll[0]);
+      if (!d.ok()) return d.status();
+      entry["heldout_nll"] = Sum(*s) / static_cast<double>(s->size());
+      entry["heldout_segment_nll"] = *s;
+      entry["vs_identity"] = {{"mean", d->mean}, {"standard_error", d->standard_error}};
       entry["nll_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      segment_nll.push_back(*std::move(s));
+    } else if (c == 0 || Sum(v) < Sum(validation_objective[chosen])) {  // strict: the earlier wins a tie
+      chosen = c;
     }
     listed.push_back(std::move(entry));
-    if (c == 0 || total < best) {  // strict: the earlier candidate wins a tie
-      best = total;
-      chosen = c;
-      chosen_train = t;
-      chosen_validation = v;
-    }
+    train_objective.push_back(std::move(t));
+    validation_objective.push_back(std::move(v));
   }
+  if (nll) {
+    absl::StatusOr<size_t> c = ChooseByHeldoutNll(segment_nll, options.selection_margin);
+    if (!c.ok()) return c.status();
+    chosen = *c;
+  }
+  const std::vector<double>& chosen_train = train_objective[chosen];
+  const std::vector<double>& chosen_validation = validation_objective[chosen];
 
   StageTransform out = *std::move(learned);
   out.r1 = std::move(candidates[chosen].r1);
@@ -182,6 +191,7 @@ absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& confi
                              {"objective", std::string(SelectionObjectiveName(options.selection_objective))},
                              {"checkpoint_every", options.checkpoint_every},
                              {"candidates", std::move(listed)}};
+  if (nll) out.report["selection"]["margin"] = options.selection_margin;
   return out;
 }
 

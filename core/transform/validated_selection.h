@@ -38,9 +38,10 @@ std::vector<double> LayerObjectives(const ModelConfig& config, const std::vector
                                     const MatrixD& r1, const std::vector<LayerTransform>& layers,
                                     const HeroqObjectiveOptions& objective);
 
-// The end-to-end score of one candidate (selection_objective = nll): the held-out mean token
-// NLL of the model quantized with it. Called once per candidate, in candidate order.
-using CandidateScorer = std::function<absl::StatusOr<double>(const TransformCandidate&)>;
+// The end-to-end score of one candidate (selection_objective = nll): the mean token NLL of each
+// held-out segment under the model quantized with it. Called once per candidate, in candidate
+// order; the candidates are then chosen by the margin rule (heldout_margin.h).
+using CandidateScorer = std::function<absl::StatusOr<std::vector<double>>(const TransformCandidate&)>;
 
 // Learns on `train`, chooses on `validation` (the same layers, from the held-out segments).
 // The result is the chosen candidate; its report is LearnStageTransform's with "loss.learned"
@@ -48,8 +49,10 @@ using CandidateScorer = std::function<absl::StatusOr<double>(const TransformCand
 // carrying "objective": {"train", "validation"} of the chosen one, plus "selection":
 // {"chosen", "candidates": [{"name", "train", "validation", "layers": [{"layer", "train",
 // "validation"}]}], "checkpoint_every"}. With selection_objective = nll the candidates are
-// ranked by `score` (required then) and each carries "heldout_nll" and "nll_seconds" too;
-// "train"/"validation" stay the learner's objective, for comparison.
+// chosen by `score` (required then) under options.selection_margin; each carries "heldout_nll"
+// (the mean), "heldout_segment_nll", "vs_identity": {"mean", "standard_error"} (identity's
+// is 0) and "nll_seconds" too, and "selection" has "margin"; "train"/"validation" stay the
+// learner's objective, for comparison.
 absl::StatusOr<StageTransform> SelectValidatedTransform(const ModelConfig& config,
                                                         const std::vector<LayerProblem>& train,
                                                         const std::vector<LayerProblem>& validation,

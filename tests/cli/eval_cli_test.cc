@@ -40,6 +40,12 @@ TEST(EvalCli, JsonOnTokenIds) {
   EXPECT_EQ(j["windows"].get<int>(), 128);
   EXPECT_EQ(j["tokens"].get<int>(), 128 * 255);
   EXPECT_TRUE(j.contains("nll") && j.contains("seconds"));
+  // One NLL per window, whose mean (every window predicts 255 tokens) is the reported NLL.
+  const std::vector<double> windows = j["window_nll"].get<std::vector<double>>();
+  ASSERT_EQ(windows.size(), 128u);
+  double sum = 0;
+  for (const double w : windows) sum += w;
+  EXPECT_NEAR(sum / 128, j["nll"].get<double>(), 1e-12 * j["nll"].get<double>());
 }
 
 TEST(EvalCli, RawTextIsTokenizedWithTheModelsTokenizer) {

@@ -279,8 +279,9 @@ TEST(ValidatedSelectionTest, GptqObjectiveChoosesItsArgminAndNeverLosesToIdentit
 
 // selection_objective = nll: the scorer (the quantize-and-evaluate step of the CLI) is required,
 // is called once per candidate of the short list (identity, SmoothQuant at smooth_alpha,
-// Hadamard + SmoothQuant, the end of learning), and its argmin wins, the earlier on a tie.
-TEST(ValidatedSelectionTest, NllObjectiveRanksByTheScorerOverAShortList) {
+// Hadamard + SmoothQuant, the end of learning), and the margin rule (heldout_margin.h) picks:
+// a clear gain over identity wins, a gain inside the margin or a tie keeps identity.
+TEST(ValidatedSelectionTest, NllObjectiveChoosesByTheMarginRuleOverAShortList) {
   const Fixture& f = Fix();
   TransformOptions options = Validated();
   options.learn.iterations = 4;
@@ -291,14 +292,20 @@ TEST(ValidatedSelectionTest, NllObjectiveRanksByTheScorerOverAShortList) {
   EXPECT_EQ(SelectValidatedTransform(f.config, train, validation, options, 0.0).status().code(),
             absl::StatusCode::kInvalidArgument);
 
-  for (const bool tie : {false, true}) {
+  enum Case { kClearGain, kNoisyGain, kTie };
+  const std::vector<double> identity = {4.0, 4.2, 3.9};
+  for (const Case which : {kClearGain, kNoisyGain, kTie}) {
     std::vector<std::string> called;
     std::map<std::string, MatrixD> r1s;
-    const CandidateScorer score = [&](const TransformCandidate& c) -> absl::StatusOr<double> {
+    const CandidateScorer score = [&](const TransformCandidate& c) -> absl::StatusOr<std::vector<double>> {
       called.push_back(c.name);
       r1s[c.name] = c.r1;
-      // Without a tie the Hadamard + SmoothQuant candidate is best; with one, everything ties.
-      return tie ? 1.0 : (c.name == "hadamard_smoothquant" ? 0.5 : 1.0 + 0.1 * static_cast<double>(called.size()));
+      if (which == kTie || c.name == "identity") return identity;
+      if (c.name != "hadamard_smoothquant") return std::vector<double>{4.1, 4.3, 4.0};  // worse
+      // Hadamard + SmoothQuant: a gain of 0.1 on every segment (SE 0), or a larger mean gain
+      // that is noisy: differences −0.6, +0.2, −0.2, mean −0.2, SE √(0.16/3) = 0.231 > 0.2 / 2.
+      if (which == kClearGain) return std::vector<double>{3.9, 4.1, 3.8};
+      return std::vector<double>{3.4, 4.4, 3.7};
     };
     const StageTransform chosen = *SelectValidatedTransform(f.config, train, validation, options, 0.0, score);
     ASSERT_EQ(called.size(), 4u);
@@ -308,10 +315,19 @@ TEST(ValidatedSelectionTest, NllObjectiveRanksByTheScorerOverAShortList) {
     EXPECT_EQ(called[3].rfind("heroq_step", 0), 0u) << called[3];
     const nlohmann::json& sel = chosen.report["selection"];
     EXPECT_EQ(sel["objective"], "nll");
-    const std::string expected = tie ? "identity" : "hadamard_smoothquant";
+    EXPECT_EQ(sel["margin"], 2.0);
+    const std::string expected = which == kClearGain ? "hadamard_smoothquant" : "identity";
     EXPECT_EQ(sel["chosen"], expected);
     EXPECT_TRUE(chosen.r1 == r1s[expected]);
-    for (const nlohmann::json& c : sel["candidates"]) EXPECT_TRUE(c.contains("heldout_nll")) << c["name"];
+    for (const nlohmann::json& c : sel["candidates"]) {
+      EXPECT_TRUE(c.contains("heldout_nll") && c.contains("heldout_segment_nll") && c.contains("vs_identity"))
+          << c["name"];
+    }
+    if (which == kNoisyGain) {
+      const nlohmann::json& hs = sel["candidates"][2]["vs_identity"];
+      EXPECT_NEAR(hs["mean"].get<double>(), -0.2, 1e-12);
+      EXPECT_NEAR(hs["standard_error"].get<double>(), std::sqrt(0.16 / 3), 1e-12);  // sd² = (0.16+0.16+0)/2
+    }
   }
 }
 
