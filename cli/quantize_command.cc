@@ -52,6 +52,10 @@ ABSL_FLAG(std::string, transform_selection, "start",
           "calibration segments (seeded by --transform-seed) and choose, by the objective on them, among "
           "identity, the kind's fixed transforms and heroq's learning checkpoints");
 ABSL_FLAG(double, validation_fraction, 0.125, "validated selection: held-out part of the segments");
+ABSL_FLAG(int, validation_windows, 0,
+          "validated selection: hold out this many windows of the calibration stream that are not "
+          "segments (drawn with --transform-seed; every segment then trains) instead of a fraction of "
+          "the segments; 0 = segments; at most 4096");
 ABSL_FLAG(std::string, selection_objective, "learner",
           "validated selection compares candidates by: learner (the transform's own round-to-nearest "
           "objective) | gptq (GPTQ's output error with this run's grid, act-order and damping) | nll "
@@ -151,6 +155,7 @@ absl::StatusOr<TransformOptions> TransformFromFlags(TransformKind kind,
   }
   t.selection_objective = *objective;
   t.selection_margin = absl::GetFlag(FLAGS_selection_margin);
+
   if (!(t.selection_margin >= 0 && t.selection_margin <= 10)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--selection-margin must be in [0, 10], got ", t.selection_margin));
@@ -335,28 +340,16 @@ struct ModelSource {
   std::unique_ptr<Checkpoint> checkpoint;
 };
 
-// The segments `segments` of `calib`, in that order, as a calibration set of their own.
-CalibrationSet SubsetSegments(const CalibrationSet& calib, const std::vector<int>& segments) {
-  CalibrationSet out;
-  out.nsamples = static_cast<int>(segments.size());
-  out.seq_len = calib.seq_len;
-  for (const int s : segments) {
-    const auto begin = calib.tokens.begin() + static_cast<ptrdiff_t>(s) * calib.seq_len;
-    out.tokens.insert(out.tokens.end(), begin, begin + calib.seq_len);
-    if (static_cast<size_t>(s) < calib.window_index.size()) out.window_index.push_back(calib.window_index[s]);
-  }
-  return out;
-}
-
 // --selection-objective nll (issue 14): each candidate transform is folded into `source`,
-// the model is quantized with the job's method and spec on the training segments only, and the
+// the model is quantized with the job's method and spec on the training part only, and the
 // quantized checkpoint (written to a scratch sibling of --out, removed after each candidate) is
-// evaluated on the held-out segments, one window per segment, with the job's activations:
-// exactly what `caliber eval --seq-len SEQ_LEN` computes on those segments' tokens.
+// evaluated on the validation part (held-out segments or spare windows), one window per
+// sequence, with the job's activations: exactly what `caliber eval --seq-len SEQ_LEN` computes
+// on those tokens.
 HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSource& source,
-                                      const CalibrationSet& calib, const std::string& scratch) {
-  return [&plan, &source, &calib, scratch](const ModelTransform& transform,
-                                           const SegmentSplit& split) -> absl::StatusOr<std::vector<double>> {
+                                      const std::string& scratch) {
+  return [&plan, &source, scratch](const ModelTransform& transform, const CalibrationSet& train,
+                                   const CalibrationSet& heldout) -> absl::StatusOr<std::vector<double>> {
     struct Cleanup {
       std::string path;
       ~Cleanup() {
@@ -380,7 +373,6 @@ HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSourc
     std::unique_ptr<QuantizedCheckpointWriter> writer =
         MakeCheckpointWriter(plan.calibration, *config, **checkpoint, model_dir, (fs::path(scratch) / "q").string(),
                              {{"quantizer", {"caliber:0.1.0"}}});
-    const CalibrationSet train = SubsetSegments(calib, split.train);
     absl::StatusOr<ModelQuantResult> result =
         QuantizeModel(*config, **checkpoint, train, plan.calibration,
                       [&](const LayerQuantResult& layer) { return writer->AddLayer(layer); });
@@ -390,9 +382,8 @@ HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSourc
     const std::string adapter = (fs::path(*staged) / "adapter").string();
     absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(*staged, fs::exists(adapter) ? adapter : "");
     if (!model.ok()) return model.status();
-    const CalibrationSet heldout = SubsetSegments(calib, split.validation);
     PerplexityOptions options;
-    options.seq_len = calib.seq_len;
+    options.seq_len = heldout.seq_len;
     options.max_windows = 0;
     options.act_bits = plan.calibration.act_bits;
     absl::StatusOr<PerplexityResult> r = EvaluatePerplexity(**model, heldout.tokens, options);
@@ -405,8 +396,8 @@ HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSourc
 // Builds the plan's transform of `source` on the calibration set and writes the transformed
 // model into `dir` (created here); returns the transform's report and the reopened model.
 absl::StatusOr<nlohmann::json> TransformModel(const QuantizePlan& plan, const ModelSource& source,
-                                              const CalibrationSet& calib, TransformDir& dir,
-                                              ModelSource& transformed) {
+                                              const CalibrationSet& calib, const CalibrationSet* validation_windows,
+                                              TransformDir& dir, ModelSource& transformed) {
   absl::StatusOr<TransformOutcome> outcome;
   {
     ProgressBar bar(
@@ -415,10 +406,10 @@ absl::StatusOr<nlohmann::json> TransformModel(const QuantizePlan& plan, const Mo
     HeldoutNllScorer score;
     if (plan.transform.selection == TransformSelection::kValidated &&
         plan.transform.selection_objective == SelectionObjective::kNll) {
-      score = MakeHeldoutNllScorer(plan, source, calib, absl::StrCat(dir.path(), "-nll"));
+      score = MakeHeldoutNllScorer(plan, source, absl::StrCat(dir.path(), "-nll"));
     }
     outcome = BuildModelTransform(source.config, *source.checkpoint, calib, plan.transform,
-                                  plan.calibration.batch_seqs, score);
+                                  plan.calibration.batch_seqs, score, validation_windows);
     if (!outcome.ok()) return outcome.status();
     bar.Update(1, 1);
   }
@@ -535,6 +526,22 @@ absl::Status Quantize() {
       SelectCalibrationSegments(*stream, absl::GetFlag(FLAGS_nsamples), absl::GetFlag(FLAGS_seq_len),
                                 absl::GetFlag(FLAGS_seed), *sampling);
   if (!calib.ok()) return calib.status();
+  // --validation-windows: the validated selection's held-out data are windows of the stream
+  // that are not segments, drawn with the transform seed (salted as the segment hold-out is).
+  std::optional<CalibrationSet> validation_windows;
+  if (const int n = absl::GetFlag(FLAGS_validation_windows); n != 0) {
+    if (n < 0 || n > kMaxValidationWindows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--validation-windows must be in [0, ", kMaxValidationWindows, "], got ", n));
+    }
+    if (plan->transform.kind == TransformKind::kNone || plan->transform.selection != TransformSelection::kValidated) {
+      return absl::InvalidArgumentError("--validation-windows needs a transform and --transform-selection validated");
+    }
+    absl::StatusOr<CalibrationSet> spare =
+        SelectSpareWindows(*stream, *calib, n, plan->transform.seed ^ kValidationSalt);
+    if (!spare.ok()) return absl::InvalidArgumentError(absl::StrCat("--validation-windows: ", spare.status().message()));
+    validation_windows = *std::move(spare);
+  }
 
   const nlohmann::json job = JobJson(*plan, *calib);
   const nlohmann::json meta = MetaJson(*plan, *calib);
@@ -560,7 +567,8 @@ absl::Status Quantize() {
   nlohmann::json transform_report;
   if (transformed) {
     absl::StatusOr<nlohmann::json> r =
-        TransformModel(*plan, original, *calib, transform_dir, transformed_source);
+        TransformModel(*plan, original, *calib, validation_windows ? &*validation_windows : nullptr, transform_dir,
+                       transformed_source);
     if (!r.ok()) return r.status();
     transform_report = *std::move(r);
     writer = make_writer(transformed_source);
@@ -611,7 +619,7 @@ int RunQuantize(int argc, char** argv) {
        "seed", "calib_sampling", "propagation", "hessian_precision", "batch_seqs", "transform", "heroq_start",
        "heroq_iterations", "heroq_lambda", "heroq_rotation_step", "heroq_diagonal_step", "transform_seed",
        "transform_selection", "validation_fraction", "transform_checkpoint_every", "selection_objective",
-       "selection_margin",
+       "selection_margin", "validation_windows",
        "heroq_freeze",
        "smooth_alpha", "eval_tokens", "eval_text", "eval_windows", "eval_baseline", "json"},
       "Exit codes: 0 ok, 1 the quantization failed or was refused, 2 usage error."};

@@ -48,6 +48,9 @@ enum class SelectionObjective { kLearner, kGptq, kNll };
 absl::StatusOr<SelectionObjective> ParseSelectionObjective(std::string_view name);
 std::string_view SelectionObjectiveName(SelectionObjective objective);
 
+// Bound of the validated selection's spare validation windows (--validation-windows).
+inline constexpr int kMaxValidationWindows = 4096;
+
 struct TransformOptions {
   TransformKind kind = TransformKind::kNone;
   HeroqStart start = HeroqStart::kBest;

@@ -610,20 +610,24 @@ TEST(QuantizeCli, LateFailuresLeaveNothingBehind) {
 // float32 accumulation (below), the chosen candidate is the one the margin rule picks from the
 // recomputed NLLs (computed here again: paired differences to identity, 2 standard errors),
 // and two runs report the same bytes.
-TEST(QuantizeCli, ValidatedNllSelectionChoosesByTheMarginRuleOnTheHeldoutNll) {
-  ScratchDir scratch("vnll");
+// With spare_windows the validation part is 4 windows of the stream that are not among the 12
+// segments (--validation-windows 4), and every segment trains; else 4 of 16 segments are held
+// out (--validation-fraction 0.25). Either way 12 sequences train and 4 validate.
+void CheckNllSelection(bool spare_windows) {
+  ScratchDir scratch(spare_windows ? "vnllw" : "vnll");
   const fs::path err = fs::path(::testing::TempDir()) / ("quantize_cli_err_vnll_" + std::to_string(::getpid()));
   const std::string spec = " --bits 2 --group-size 64 --act-order --calib-sampling first --seq-len 64";
-  const int kSegments = 16, kSeqLen = 64;
+  const int kSegments = spare_windows ? 12 : 16, kSeqLen = 64;
+  const std::string hold_out =
+      spare_windows ? " --nsamples 12 --validation-windows 4" : " --nsamples 16 --validation-fraction 0.25";
   nlohmann::json sel[2];
   for (int run = 0; run < 2; ++run) {
     std::string name = "v";
     name += std::to_string(run);
     const std::string out = scratch / name;
     const CommandResult q = Exec("quantize --model " + kModel + " --calib " + kCalib + " --out " + out + spec +
-                                     " --nsamples 16 --method heroq_gptq --heroq-iterations 5"
-                                     " --transform-selection validated --selection-objective nll"
-                                     " --validation-fraction 0.25",
+                                     hold_out + " --method heroq_gptq --heroq-iterations 5"
+                                     " --transform-selection validated --selection-objective nll",
                                  err);
     ASSERT_EQ(q.exit_code, 0) << q.out << q.err;
     EXPECT_THAT(q.out, HasSubstr("lowest held-out nll of the quantized model"));
@@ -638,15 +642,23 @@ TEST(QuantizeCli, ValidatedNllSelectionChoosesByTheMarginRuleOnTheHeldoutNll) {
   EXPECT_EQ(sel[0]["objective"], "nll");
   EXPECT_THAT(scratch.Leftovers(), ::testing::UnorderedElementsAre("v0", "v1")) << "scratch models must go";
 
-  // The two parts of the calibration segments, as files of their own.
-  std::vector<int32_t> stream(static_cast<size_t>(kSegments) * kSeqLen);
+  // The two parts, as files of their own (with --calib-sampling first, segment s is window s).
+  std::vector<int32_t> stream(fs::file_size(kCalib) / sizeof(int32_t));
   {
     std::ifstream in(kCalib, std::ios::binary);
     in.read(reinterpret_cast<char*>(stream.data()), static_cast<std::streamsize>(stream.size() * sizeof(int32_t)));
     ASSERT_TRUE(in.good());
   }
-  std::vector<int> validation = sel[0]["validation_segments"].get<std::vector<int>>();
+  EXPECT_EQ(sel[0]["validation_source"], spare_windows ? "spare_windows" : "segments");
+  EXPECT_EQ(sel[0]["train_segments"], 12);
+  std::vector<int> validation =
+      sel[0][spare_windows ? "validation_windows" : "validation_segments"].get<std::vector<int>>();
   ASSERT_EQ(validation.size(), 4u);
+  for (const int w : validation) {
+    if (spare_windows) {
+      EXPECT_GE(w, kSegments) << "a spare window is not a segment";
+    }
+  }
   std::ofstream train_file(scratch / "train.i32", std::ios::binary), heldout_file(scratch / "heldout.i32", std::ios::binary);
   auto write = [&](std::ofstream& file, int s) {
     file.write(reinterpret_cast<const char*>(stream.data() + static_cast<size_t>(s) * kSeqLen), kSeqLen * sizeof(int32_t));
@@ -712,6 +724,30 @@ TEST(QuantizeCli, ValidatedNllSelectionChoosesByTheMarginRuleOnTheHeldoutNll) {
     }
   }
   EXPECT_EQ(sel[0]["chosen"], equivalent[expected].first);
+}
+
+TEST(QuantizeCli, ValidatedNllSelectionChoosesByTheMarginRuleOnHeldOutSegments) { CheckNllSelection(false); }
+
+TEST(QuantizeCli, ValidatedNllSelectionChoosesByTheMarginRuleOnSpareWindows) { CheckNllSelection(true); }
+
+// --validation-windows: bounded, needs the validated selection, and cannot ask for more windows
+// than the stream has beyond the segments.
+TEST(QuantizeCli, ValidationWindowsAreCheckedBeforeAnyWork) {
+  ScratchDir scratch("vwin");
+  const fs::path err = fs::path(::testing::TempDir()) / ("quantize_cli_err_vwin_" + std::to_string(::getpid()));
+  const std::string base = "quantize --model " + kModel + " --calib " + kCalib + " --seq-len 64 --nsamples 1000 " +
+                           "--method heroq_gptq --out " + (scratch / "q");
+  CommandResult r = Exec(base + " --transform-selection validated --validation-windows 25", err);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--validation-windows: asked for 25 spare windows of 64 tokens, but the calibration "
+                               "stream has 1024 windows of which 1000 are calibration segments, leaving 24"));
+  r = Exec(base + " --validation-windows 4", err);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--validation-windows needs a transform and --transform-selection validated"));
+  r = Exec(base + " --transform-selection validated --validation-windows 4097", err);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--validation-windows must be in [0, 4096], got 4097"));
+  EXPECT_EQ(scratch.Leftovers(), std::vector<std::string>{});
 }
 
 }  // namespace
