@@ -2,6 +2,7 @@
 // on text or pre-tokenized ids, with float activations or W·A8's per-token INT8 ones
 // (--act-bits; by default what the checkpoint is served with).
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,16 @@ absl::StatusOr<PerplexityResult> Evaluate() {
     return absl::InvalidArgumentError(absl::StrCat("--act-bits: ", std::string(s.message())));
   }
   const std::string model_dir = absl::GetFlag(FLAGS_model);
-  absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(model_dir, absl::GetFlag(FLAGS_adapter));
+  const std::string adapter = absl::GetFlag(FLAGS_adapter);
+  // A gptq_lora checkpoint keeps its B·A part in DIR/adapter; without it the quantized base
+  // alone is evaluated, which is legitimate but rarely what was meant: say so.
+  if (std::error_code ec; adapter.empty() && std::filesystem::is_directory(std::filesystem::path(model_dir) / "adapter", ec)) {
+    std::fprintf(stderr,
+                 "caliber eval: note: %s/adapter holds a LoRA adapter that is NOT applied; pass --adapter %s/adapter "
+                 "to evaluate the checkpoint as served with it\n",
+                 model_dir.c_str(), model_dir.c_str());
+  }
+  absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(model_dir, adapter);
   if (!model.ok()) return model.status();
   absl::StatusOr<std::vector<int32_t>> stream =
       LoadTokens(text.empty() ? tokens : text, absl::GetFlag(FLAGS_format), !text.empty(),
@@ -74,7 +84,8 @@ int RunEval(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_json)) {
     const nlohmann::json j = {{"ppl", r->ppl},         {"nll", r->nll},
                               {"tokens", r->tokens},   {"windows", r->windows},
-                              {"seconds", r->seconds}, {"act_bits", r->act_bits}};
+                              {"seconds", r->seconds}, {"act_bits", r->act_bits},
+                              {"window_nll", r->window_nll}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("perplexity %.4f  (mean NLL %.6f over %lld tokens in %d windows of %d, %s, %.2fs)\n",

@@ -37,7 +37,7 @@ ABSL_FLAG(std::string, out, "", "output checkpoint directory (must not exist)");
 ABSL_FLAG(std::string, method, "gptq",
           "rtn | gptq | gptq_lora | heroq_gptq | heroq_gptq_lora (HeRo-Q, then gptq or gptq_lora)");
 ABSL_FLAG(std::string, transform, "none",
-          "none | quarot | smoothquant | heroq: transform the model before quantizing it");
+          "none | quarot | smoothquant | heroq | fold (RMSNorm folding only): transform the model before quantizing it");
 ABSL_FLAG(std::string, heroq_start, "best",
           "heroq: learn from the better (by the objective) of Hadamard + SmoothQuant and "
           "SmoothQuant alone (best), or from Hadamard + SmoothQuant (hadamard)");
@@ -47,6 +47,26 @@ ABSL_FLAG(double, heroq_rotation_step, 0.05, "heroq: Frobenius length of a full 
 ABSL_FLAG(double, heroq_diagonal_step, 0.05, "heroq: largest |step| of a diagonal's log-scales");
 ABSL_FLAG(uint64_t, transform_seed, 0, "quarot/heroq: seed of the Hadamard signs and rotations");
 ABSL_FLAG(double, smooth_alpha, 0.5, "smoothquant/heroq: SmoothQuant migration strength in [0, 1]");
+ABSL_FLAG(std::string, transform_selection, "start",
+          "start: the transform's own result | validated: hold out --validation-fraction of the "
+          "calibration segments (seeded by --transform-seed) and choose, by the objective on them, among "
+          "identity, the kind's fixed transforms and heroq's learning checkpoints");
+ABSL_FLAG(double, validation_fraction, 0.125, "validated selection: held-out part of the segments");
+ABSL_FLAG(int, validation_windows, 0,
+          "validated selection: hold out this many windows of the calibration stream that are not "
+          "segments (drawn with --transform-seed; every segment then trains) instead of a fraction of "
+          "the segments; 0 = segments; at most 4096");
+ABSL_FLAG(std::string, selection_objective, "learner",
+          "validated selection compares candidates by: learner (the transform's own round-to-nearest "
+          "objective) | gptq (GPTQ's output error with this run's grid, act-order and damping) | nll "
+          "(end to end: quantize with each candidate on the training segments, mean token NLL on the "
+          "held-out ones; one quantization per candidate)");
+ABSL_FLAG(double, selection_margin, 2.0,
+          "nll selection: a candidate replaces identity only if its mean per-segment NLL gain over "
+          "identity exceeds this many standard errors of that mean; in [0, 10], 0 = plain argmin");
+ABSL_FLAG(int, transform_checkpoint_every, 10, "validated heroq: a candidate every this many steps");
+ABSL_FLAG(std::string, heroq_freeze, "none",
+          "heroq: none | rotations (learn only the diagonals) | diagonals (learn only R1/R2)");
 ABSL_FLAG(int, bits, 4, "weight bits: 2, 3, 4 or 8");
 ABSL_FLAG(int, group_size, 128, "input columns per scale/zero group; -1 per output channel");
 ABSL_FLAG(bool, act_order, false, "GPTQ act-order (columns by decreasing Hessian diagonal)");
@@ -122,6 +142,42 @@ absl::StatusOr<TransformOptions> TransformFromFlags(TransformKind kind,
     return absl::InvalidArgumentError(absl::StrCat("--heroq-start: ", start.status().message()));
   }
   t.start = *start;
+  absl::StatusOr<TransformSelection> selection = ParseTransformSelection(absl::GetFlag(FLAGS_transform_selection));
+  if (!selection.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--transform-selection: ", selection.status().message()));
+  }
+  t.selection = *selection;
+  t.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  t.checkpoint_every = absl::GetFlag(FLAGS_transform_checkpoint_every);
+  absl::StatusOr<SelectionObjective> objective = ParseSelectionObjective(absl::GetFlag(FLAGS_selection_objective));
+  if (!objective.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--selection-objective: ", objective.status().message()));
+  }
+  t.selection_objective = *objective;
+  t.selection_margin = absl::GetFlag(FLAGS_selection_margin);
+
+  if (!(t.selection_margin >= 0 && t.selection_margin <= 10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--selection-margin must be in [0, 10], got ", t.selection_margin));
+  }
+  t.selection_spec = spec;
+  if (!(t.validation_fraction > 0 && t.validation_fraction <= 0.5)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--validation-fraction must be in (0, 0.5], got ", t.validation_fraction));
+  }
+  if (t.checkpoint_every < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--transform-checkpoint-every must be >= 1, got ", t.checkpoint_every));
+  }
+  const std::string freeze = absl::GetFlag(FLAGS_heroq_freeze);
+  if (freeze == "rotations") {
+    t.learn.learn_r1 = t.learn.learn_r2 = false;
+  } else if (freeze == "diagonals") {
+    t.learn.learn_diagonals = false;
+  } else if (freeze != "none") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--heroq-freeze: unknown '", freeze, "' (none, rotations, diagonals)"));
+  }
   if (t.learn.iterations < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--heroq-iterations must be >= 0, got ", t.learn.iterations));
@@ -284,18 +340,76 @@ struct ModelSource {
   std::unique_ptr<Checkpoint> checkpoint;
 };
 
+// --selection-objective nll (issue 14): each candidate transform is folded into `source`,
+// the model is quantized with the job's method and spec on the training part only, and the
+// quantized checkpoint (written to a scratch sibling of --out, removed after each candidate) is
+// evaluated on the validation part (held-out segments or spare windows), one window per
+// sequence, with the job's activations: exactly what `caliber eval --seq-len SEQ_LEN` computes
+// on those tokens.
+HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSource& source,
+                                      const std::string& scratch) {
+  return [&plan, &source, scratch](const ModelTransform& transform, const CalibrationSet& train,
+                                   const CalibrationSet& heldout) -> absl::StatusOr<std::vector<double>> {
+    struct Cleanup {
+      std::string path;
+      ~Cleanup() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+      }
+    } cleanup{scratch};
+    std::error_code ec;
+    if (fs::exists(scratch, ec)) {
+      return absl::AlreadyExistsError(absl::StrCat("scratch directory ", scratch, " already exists; remove it"));
+    }
+    const std::string model_dir = (fs::path(scratch) / "model").string();
+    if (absl::Status s = WriteTransformedModel(source.dir, source.config, *source.checkpoint, transform, model_dir);
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((fs::path(model_dir) / "config.json").string());
+    if (!config.ok()) return config.status();
+    absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(model_dir);
+    if (!checkpoint.ok()) return checkpoint.status();
+    std::unique_ptr<QuantizedCheckpointWriter> writer =
+        MakeCheckpointWriter(plan.calibration, *config, **checkpoint, model_dir, (fs::path(scratch) / "q").string(),
+                             {{"quantizer", {"caliber:0.1.0"}}});
+    absl::StatusOr<ModelQuantResult> result =
+        QuantizeModel(*config, **checkpoint, train, plan.calibration,
+                      [&](const LayerQuantResult& layer) { return writer->AddLayer(layer); });
+    if (!result.ok()) return result.status();
+    absl::StatusOr<std::string> staged = writer->Stage();
+    if (!staged.ok()) return staged.status();
+    const std::string adapter = (fs::path(*staged) / "adapter").string();
+    absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(*staged, fs::exists(adapter) ? adapter : "");
+    if (!model.ok()) return model.status();
+    PerplexityOptions options;
+    options.seq_len = heldout.seq_len;
+    options.max_windows = 0;
+    options.act_bits = plan.calibration.act_bits;
+    absl::StatusOr<PerplexityResult> r = EvaluatePerplexity(**model, heldout.tokens, options);
+    if (!r.ok()) return r.status();
+    std::fprintf(stderr, "selection nll: held-out nll %.6f (%d windows)\n", r->nll, r->windows);
+    return r->window_nll;
+  };
+}
+
 // Builds the plan's transform of `source` on the calibration set and writes the transformed
 // model into `dir` (created here); returns the transform's report and the reopened model.
 absl::StatusOr<nlohmann::json> TransformModel(const QuantizePlan& plan, const ModelSource& source,
-                                              const CalibrationSet& calib, TransformDir& dir,
-                                              ModelSource& transformed) {
+                                              const CalibrationSet& calib, const CalibrationSet* validation_windows,
+                                              TransformDir& dir, ModelSource& transformed) {
   absl::StatusOr<TransformOutcome> outcome;
   {
     ProgressBar bar(
         absl::StrCat("transform ", std::string(TransformKindName(plan.transform.kind))));
     bar.Update(0, 1);
+    HeldoutNllScorer score;
+    if (plan.transform.selection == TransformSelection::kValidated &&
+        plan.transform.selection_objective == SelectionObjective::kNll) {
+      score = MakeHeldoutNllScorer(plan, source, absl::StrCat(dir.path(), "-nll"));
+    }
     outcome = BuildModelTransform(source.config, *source.checkpoint, calib, plan.transform,
-                                  plan.calibration.batch_seqs);
+                                  plan.calibration.batch_seqs, score, validation_windows);
     if (!outcome.ok()) return outcome.status();
     bar.Update(1, 1);
   }
@@ -331,6 +445,27 @@ void PrintTransformSummary(const nlohmann::json& t) {
       loss["start"].get<double>(), loss["learned"].get<double>(), t["accepted_steps"].get<int>(),
       t["rejected_steps"].get<int>(), t["seconds"]["learning"].get<double>(),
       t["seconds"]["total"].get<double>());
+  if (t.contains("selection")) {
+    for (const auto& c : t["selection"]["candidates"]) {
+      std::printf("  candidate %-22s objective train %.6f validation %.6f", c["name"].get<std::string>().c_str(),
+                  c["train"].get<double>(), c["validation"].get<double>());
+      if (c.contains("heldout_nll")) {
+        std::printf("  held-out nll %.6f (%+.6f ± %.6f vs identity, %.1fs)", c["heldout_nll"].get<double>(),
+                    c["vs_identity"]["mean"].get<double>(), c["vs_identity"]["standard_error"].get<double>(),
+                    c["nll_seconds"].get<double>());
+      }
+      std::printf("\n");
+    }
+    const bool nll = t["selection"].value("objective", "") == "nll";
+    if (nll) {
+      std::printf("transform selection: %s (lowest held-out nll of the quantized model among the candidates "
+                  "whose gain over identity exceeds %g standard errors; identity if none)\n",
+                  t["selection"]["chosen"].get<std::string>().c_str(), t["selection"]["margin"].get<double>());
+    } else {
+      std::printf("transform selection: %s (lowest validation objective)\n",
+                  t["selection"]["chosen"].get<std::string>().c_str());
+    }
+  }
 }
 
 void PrintReport(const nlohmann::json& report, int act_bits, const std::string& out_dir) {
@@ -391,6 +526,22 @@ absl::Status Quantize() {
       SelectCalibrationSegments(*stream, absl::GetFlag(FLAGS_nsamples), absl::GetFlag(FLAGS_seq_len),
                                 absl::GetFlag(FLAGS_seed), *sampling);
   if (!calib.ok()) return calib.status();
+  // --validation-windows: the validated selection's held-out data are windows of the stream
+  // that are not segments, drawn with the transform seed (salted as the segment hold-out is).
+  std::optional<CalibrationSet> validation_windows;
+  if (const int n = absl::GetFlag(FLAGS_validation_windows); n != 0) {
+    if (n < 0 || n > kMaxValidationWindows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--validation-windows must be in [0, ", kMaxValidationWindows, "], got ", n));
+    }
+    if (plan->transform.kind == TransformKind::kNone || plan->transform.selection != TransformSelection::kValidated) {
+      return absl::InvalidArgumentError("--validation-windows needs a transform and --transform-selection validated");
+    }
+    absl::StatusOr<CalibrationSet> spare =
+        SelectSpareWindows(*stream, *calib, n, plan->transform.seed ^ kValidationSalt);
+    if (!spare.ok()) return absl::InvalidArgumentError(absl::StrCat("--validation-windows: ", spare.status().message()));
+    validation_windows = *std::move(spare);
+  }
 
   const nlohmann::json job = JobJson(*plan, *calib);
   const nlohmann::json meta = MetaJson(*plan, *calib);
@@ -416,7 +567,8 @@ absl::Status Quantize() {
   nlohmann::json transform_report;
   if (transformed) {
     absl::StatusOr<nlohmann::json> r =
-        TransformModel(*plan, original, *calib, transform_dir, transformed_source);
+        TransformModel(*plan, original, *calib, validation_windows ? &*validation_windows : nullptr, transform_dir,
+                       transformed_source);
     if (!r.ok()) return r.status();
     transform_report = *std::move(r);
     writer = make_writer(transformed_source);
@@ -466,6 +618,9 @@ int RunQuantize(int argc, char** argv) {
        "asym", "mse", "damp", "lora_rank", "lora_a_bits", "refine_iters", "act_bits", "nsamples", "seq_len",
        "seed", "calib_sampling", "propagation", "hessian_precision", "batch_seqs", "transform", "heroq_start",
        "heroq_iterations", "heroq_lambda", "heroq_rotation_step", "heroq_diagonal_step", "transform_seed",
+       "transform_selection", "validation_fraction", "transform_checkpoint_every", "selection_objective",
+       "selection_margin", "validation_windows",
+       "heroq_freeze",
        "smooth_alpha", "eval_tokens", "eval_text", "eval_windows", "eval_baseline", "json"},
       "Exit codes: 0 ok, 1 the quantization failed or was refused, 2 usage error."};
   const ParsedCommand parsed = ParseCommand(argc, argv, spec, /*env_overrides=*/false);

@@ -62,4 +62,53 @@ absl::StatusOr<CalibrationSet> SelectCalibrationSegments(const std::vector<int32
   return set;
 }
 
+absl::StatusOr<CalibrationSet> SelectSpareWindows(const std::vector<int32_t>& stream, const CalibrationSet& segments,
+                                                  int n, uint64_t seed) {
+  const int seq_len = segments.seq_len;
+  if (seq_len < 2) return absl::InvalidArgumentError("seq_len must be at least 2");
+  const int64_t windows = static_cast<int64_t>(stream.size()) / seq_len;
+  std::vector<bool> used(static_cast<size_t>(windows), false);
+  for (const int64_t w : segments.window_index) {
+    if (w >= 0 && w < windows) used[static_cast<size_t>(w)] = true;
+  }
+  std::vector<int64_t> spare;
+  for (int64_t w = 0; w < windows; ++w) {
+    if (!used[static_cast<size_t>(w)]) spare.push_back(w);
+  }
+  const int64_t available = static_cast<int64_t>(spare.size());
+  if (n < 1 || n > available) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "asked for ", n, " spare windows of ", seq_len, " tokens, but the calibration stream has ", windows,
+        " windows of which ", segments.window_index.size(), " are calibration segments, leaving ", available));
+  }
+  uint64_t state = seed;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t j = i + static_cast<int64_t>(SplitMix64(state) % static_cast<uint64_t>(available - i));
+    std::swap(spare[static_cast<size_t>(i)], spare[static_cast<size_t>(j)]);
+  }
+  spare.resize(static_cast<size_t>(n));
+  std::sort(spare.begin(), spare.end());
+  CalibrationSet set;
+  set.nsamples = n;
+  set.seq_len = seq_len;
+  set.window_index = spare;
+  set.tokens.reserve(static_cast<size_t>(n) * seq_len);
+  for (const int64_t w : spare) {
+    set.tokens.insert(set.tokens.end(), stream.begin() + w * seq_len, stream.begin() + (w + 1) * seq_len);
+  }
+  return set;
+}
+
+CalibrationSet SubsetOfSegments(const CalibrationSet& calib, const std::vector<int>& which) {
+  CalibrationSet out;
+  out.nsamples = static_cast<int>(which.size());
+  out.seq_len = calib.seq_len;
+  for (const int s : which) {
+    const auto begin = calib.tokens.begin() + static_cast<ptrdiff_t>(s) * calib.seq_len;
+    out.tokens.insert(out.tokens.end(), begin, begin + calib.seq_len);
+    if (static_cast<size_t>(s) < calib.window_index.size()) out.window_index.push_back(calib.window_index[s]);
+  }
+  return out;
+}
+
 }  // namespace caliber

@@ -32,4 +32,16 @@ absl::StatusOr<CalibrationSet> SelectCalibrationSegments(const std::vector<int32
                                                          int nsamples, int seq_len,
                                                          uint64_t seed, CalibSampling sampling);
 
+// `n` windows of `stream` that are not windows of `segments` (the spare windows: held-out data
+// of the calibration stream's own domain, e.g. for the transform selection's validation), drawn
+// from the spare windows by the same seeded partial Fisher–Yates shuffle as kRandom, kept in
+// stream order; window_index lists them. Needs 1 <= n <= the number of spare windows (the error
+// gives both counts).
+absl::StatusOr<CalibrationSet> SelectSpareWindows(const std::vector<int32_t>& stream, const CalibrationSet& segments,
+                                                  int n, uint64_t seed);
+
+// The segments `which` of `calib` (indices into its segments), in that order, as a calibration
+// set of their own.
+CalibrationSet SubsetOfSegments(const CalibrationSet& calib, const std::vector<int>& which);
+
 }  // namespace caliber

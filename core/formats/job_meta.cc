@@ -40,6 +40,16 @@ nlohmann::json TransformMeta(const TransformOptions& t) {
     j["lambda"] = t.learn.objective.lambda;
     j["rotation_step"] = t.learn.rotation_step;
     j["diagonal_step"] = t.learn.diagonal_step;
+    // Only when not the default, so default checkpoints keep their bytes.
+    if (!t.learn.learn_r1 || !t.learn.learn_r2) j["learn_rotations"] = false;
+    if (!t.learn.learn_diagonals) j["learn_diagonals"] = false;
+    if (t.selection == TransformSelection::kValidated) j["checkpoint_every"] = t.checkpoint_every;
+  }
+  if (t.selection == TransformSelection::kValidated) {
+    j["selection"] = std::string(TransformSelectionName(t.selection));
+    j["validation_fraction"] = t.validation_fraction;
+    j["selection_objective"] = std::string(SelectionObjectiveName(t.selection_objective));
+    j["seed"] = t.seed;  // seeds the hold-out too
   }
   return j;
 }

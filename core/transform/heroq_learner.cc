@@ -80,7 +80,7 @@ void LocalTransformShare::Resolve(bool accept) {
 
 absl::StatusOr<MatrixD> LearnTransforms(const MatrixD& r1_start, const std::vector<TransformShare*>& shares,
                                         ShareReducer* reducer, const HeroqLearnOptions& options,
-                                        HeroqLearnHistory* history) {
+                                        HeroqLearnHistory* history, const LearnStepCallback& after_step) {
   int round = 0;
   auto evaluate = [&](const MatrixD& r1) -> absl::StatusOr<ShareValue> {
     ShareValue total;
@@ -117,6 +117,7 @@ absl::StatusOr<MatrixD> LearnTransforms(const MatrixD& r1_start, const std::vect
       ++h.rejected;
       scale *= 0.5;
     }
+    if (after_step) after_step(it + 1, r1);
   }
   if (history != nullptr) *history = std::move(h);
   return r1;

@@ -8,6 +8,7 @@
 // how far to move its own layers' R2 and diagonals. No share needs another's layers.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -85,9 +86,12 @@ class ShareReducer {
 
 // Runs options.iterations steps from `r1` over `shares` (this process's layers; with a
 // `reducer`, the other processes' shares are added by it, null: `shares` are all there is);
-// returns the learned R1. Fails only when the reducer does.
+// returns the learned R1. Fails only when the reducer does. `after_step`, when set, is called
+// after every step (accepted or undone) with the number of steps taken so far and the current
+// R1; the shares then hold their current transforms (early-stopping checkpoints).
+using LearnStepCallback = std::function<void(int steps, const MatrixD& r1)>;
 absl::StatusOr<MatrixD> LearnTransforms(const MatrixD& r1, const std::vector<TransformShare*>& shares,
                                         ShareReducer* reducer, const HeroqLearnOptions& options,
-                                        HeroqLearnHistory* history);
+                                        HeroqLearnHistory* history, const LearnStepCallback& after_step = {});
 
 }  // namespace caliber

@@ -10,7 +10,9 @@
 #include "core/model/rope.h"
 #include "core/model/weights.h"
 #include "core/transform/fold.h"
+#include "core/transform/segment_split.h"
 #include "core/transform/stage_transform.h"
+#include "core/transform/validated_selection.h"
 
 namespace caliber {
 namespace {
@@ -19,6 +21,78 @@ namespace fs = std::filesystem;
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// The validated selection (validated_selection.h): one fp pass over each part. The parts are the
+// calibration segments and `spare` windows of the stream when given (validation_windows > 0),
+// else a seeded split of the segments.
+absl::StatusOr<TransformOutcome> BuildValidatedModelTransform(const ModelConfig& config, const Checkpoint& checkpoint,
+                                                              const CalibrationSet& calib,
+                                                              const TransformOptions& options, int batch_seqs,
+                                                              const CalibrationSet* spare,
+                                                              std::chrono::steady_clock::time_point start,
+                                                              const HeldoutNllScorer& score) {
+  CalibrationSet parts[2];
+  SegmentSplit split;
+  const bool windows = spare != nullptr && spare->nsamples > 0;
+  if (windows) {
+    if (spare->seq_len != calib.seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat("validation windows of ", spare->seq_len,
+                                                     " tokens, calibration segments of ", calib.seq_len));
+    }
+    parts[0] = calib;
+    parts[1] = *spare;
+  } else {
+    absl::StatusOr<SegmentSplit> s = SplitSegments(calib.nsamples, options.validation_fraction, options.seed);
+    if (!s.ok()) return s.status();
+    split = *std::move(s);
+    parts[0] = SubsetOfSegments(calib, split.train);
+    parts[1] = SubsetOfSegments(calib, split.validation);
+  }
+  std::vector<LayerProblem> problems[2];
+  for (int k = 0; k < 2; ++k) {
+    absl::StatusOr<MatrixF> hidden = EmbedCalibrationTokens(config, checkpoint, parts[k]);
+    if (!hidden.ok()) return hidden.status();
+    absl::StatusOr<std::vector<LayerProblem>> p =
+        BuildLayerProblems(config, checkpoint, 0, config.num_hidden_layers, {parts[k].nsamples, parts[k].seq_len},
+                           batch_seqs, *hidden);
+    if (!p.ok()) return p.status();
+    problems[k] = *std::move(p);
+  }
+  CandidateScorer candidate_score;
+  if (score) {
+    candidate_score = [&](const TransformCandidate& c) -> absl::StatusOr<std::vector<double>> {
+      StageTransform st;
+      st.first_layer = 0;
+      st.r1 = c.r1;
+      st.layers = c.layers;
+      absl::StatusOr<ModelTransform> t = AssembleModelTransform(config, {st});
+      if (!t.ok()) return t.status();
+      return score(*t, parts[0], parts[1]);
+    };
+  }
+  absl::StatusOr<StageTransform> stage =
+      SelectValidatedTransform(config, problems[0], problems[1], options, Seconds(start), candidate_score);
+  if (!stage.ok()) return stage.status();
+  absl::StatusOr<ModelTransform> t = AssembleModelTransform(config, {*stage});
+  if (!t.ok()) return t.status();
+  TransformOutcome out;
+  out.transform = *std::move(t);
+  out.report = MergeTransformReports(options, {stage->report});
+  nlohmann::json& sel = out.report["selection"];
+  sel["mode"] = std::string(TransformSelectionName(options.selection));
+  if (windows) {
+    sel["validation_source"] = "spare_windows";
+    sel["train_segments"] = calib.nsamples;
+    sel["validation_windows"] = spare->window_index;
+  } else {
+    sel["validation_source"] = "segments";
+    sel["validation_fraction"] = options.validation_fraction;
+    sel["train_segments"] = split.train.size();
+    sel["validation_segments"] = split.validation;
+  }
+  out.seconds = Seconds(start);
+  return out;
 }
 
 }  // namespace
@@ -39,12 +113,21 @@ absl::StatusOr<MethodPlan> PlanMethod(std::string_view method, std::string_view 
 
 absl::StatusOr<TransformOutcome> BuildModelTransform(const ModelConfig& config, const Checkpoint& checkpoint,
                                                      const CalibrationSet& calib,
-                                                     const TransformOptions& options, int batch_seqs) {
+                                                     const TransformOptions& options, int batch_seqs,
+                                                     const HeldoutNllScorer& score,
+                                                     const CalibrationSet* validation_windows) {
   const auto start = std::chrono::steady_clock::now();
   TransformOutcome out;
   out.transform = IdentityModelTransform(config);
   if (options.kind == TransformKind::kNone) return out;
   if (absl::Status s = ValidateTransformOptions(options); !s.ok()) return s;
+  if (options.selection == TransformSelection::kValidated) {
+    return BuildValidatedModelTransform(config, checkpoint, calib, options, batch_seqs, validation_windows, start,
+                                        score);
+  }
+  if (validation_windows != nullptr && validation_windows->nsamples > 0) {
+    return absl::InvalidArgumentError("validation windows need the validated transform selection");
+  }
 
   // Hessians of the folded fp model, layer by layer.
   absl::StatusOr<MatrixF> hidden = EmbedCalibrationTokens(config, checkpoint, calib);

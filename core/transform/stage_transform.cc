@@ -33,21 +33,6 @@ std::array<MatrixD, 4> TransformedHessians(const ModelConfig& c, const LayerProb
           m.m_mlp * p.h[2] * m.m_mlp.transpose(), inv_du.asDiagonal() * p.h[3] * inv_du.asDiagonal()};
 }
 
-// Rotations and/or diagonals. Every stage draws the same R1 (one seed) and each layer its own
-// R2 (seed + 1 + layer), so the start does not depend on the stage plan.
-void StartTransform(const ModelConfig& config, const std::vector<LayerProblem>& problems,
-                    const TransformOptions& options, bool rotate, bool smooth, MatrixD& r1,
-                    std::vector<LayerTransform>& layers) {
-  r1 = rotate ? RandomizedHadamardOrOrthogonal(config.hidden_size, options.seed)
-              : MatrixD::Identity(config.hidden_size, config.hidden_size);
-  layers.assign(problems.size(), IdentityLayerTransform(config));
-  for (size_t i = 0; i < problems.size(); ++i) {
-    const uint64_t layer = static_cast<uint64_t>(problems[i].layer);
-    if (rotate) layers[i].r2 = RandomizedHadamardOrOrthogonal(config.head_dim, options.seed + 1 + layer);
-    if (smooth) SmoothQuantInit(config, problems[i], r1, options.smooth_alpha, layers[i]);
-  }
-}
-
 double RangeLoss(const ModelConfig& config, const std::vector<LayerProblem>& problems, const MatrixD& r1,
                  const std::vector<LayerTransform>& layers, const HeroqObjectiveOptions& objective) {
   double loss = 0;
@@ -72,6 +57,19 @@ class OffsetReducer final : public ShareReducer {
 
 }  // namespace
 
+void StartTransform(const ModelConfig& config, const std::vector<LayerProblem>& problems,
+                    const TransformOptions& options, bool rotate, bool smooth, MatrixD& r1,
+                    std::vector<LayerTransform>& layers) {
+  r1 = rotate ? RandomizedHadamardOrOrthogonal(config.hidden_size, options.seed)
+              : MatrixD::Identity(config.hidden_size, config.hidden_size);
+  layers.assign(problems.size(), IdentityLayerTransform(config));
+  for (size_t i = 0; i < problems.size(); ++i) {
+    const uint64_t layer = static_cast<uint64_t>(problems[i].layer);
+    if (rotate) layers[i].r2 = RandomizedHadamardOrOrthogonal(config.head_dim, options.seed + 1 + layer);
+    if (smooth) SmoothQuantInit(config, problems[i], r1, options.smooth_alpha, layers[i]);
+  }
+}
+
 absl::StatusOr<std::vector<LayerProblem>> BuildLayerProblems(const ModelConfig& config,
                                                              const Checkpoint& checkpoint, int first, int end,
                                                              const SequenceBatch& samples, int batch_seqs,
@@ -89,10 +87,45 @@ absl::StatusOr<std::vector<LayerProblem>> BuildLayerProblems(const ModelConfig& 
   return problems;
 }
 
+StageDescription DescribeStageTransform(const ModelConfig& config, const std::vector<LayerProblem>& problems,
+                                        const MatrixD& r1_start, const std::vector<LayerTransform>& start,
+                                        const MatrixD& r1, const std::vector<LayerTransform>& layers,
+                                        const std::vector<double>& layer_seconds, const HeroqObjectiveOptions& obj) {
+  const MatrixD identity_r1 = MatrixD::Identity(config.hidden_size, config.hidden_size);
+  const LayerTransform identity = IdentityLayerTransform(config);
+  static constexpr const char* kGroups[4] = {"qkv", "o", "gate_up", "down"};
+  StageDescription d;
+  for (size_t i = 0; i < problems.size(); ++i) {
+    const LayerProblem& p = problems[i];
+    const LayerObjectiveValue a = EvaluateLayerObjective(config, p, identity_r1, identity, obj, false);
+    const LayerObjectiveValue b = EvaluateLayerObjective(config, p, r1_start, start[i], obj, false);
+    const LayerObjectiveValue c = EvaluateLayerObjective(config, p, r1, layers[i], obj, false);
+    d.loss_identity += a.loss;
+    d.loss_start += b.loss;
+    d.loss_learned += c.loss;
+    nlohmann::json modules = nlohmann::json::object();
+    for (const LinearModule m : kAllLinearModules) {
+      const int k = static_cast<int>(m);
+      modules[std::string(LinearModuleName(m))] = {{"rtn_rel_error_untransformed", a.quant[k]},
+                                                   {"rtn_rel_error_start", b.quant[k]},
+                                                   {"rtn_rel_error_transformed", c.quant[k]}};
+    }
+    const std::array<MatrixD, 4> ht = TransformedHessians(config, p, r1, layers[i]);
+    nlohmann::json inputs = nlohmann::json::object();
+    for (int g = 0; g < 4; ++g) {
+      inputs[kGroups[g]] = {{"h", SpectrumJson(SummarizeSpectrum(p.h[g]))},
+                            {"h_transformed", SpectrumJson(SummarizeSpectrum(ht[g]))}};
+    }
+    d.layers.push_back(
+        {{"layer", p.layer}, {"learning_seconds", layer_seconds[i]}, {"modules", modules}, {"inputs", inputs}});
+  }
+  return d;
+}
+
 absl::StatusOr<StageTransform> LearnStageTransform(const ModelConfig& config,
                                                    const std::vector<LayerProblem>& problems,
                                                    const TransformOptions& options, ShareReducer* reducer,
-                                                   double hessian_seconds) {
+                                                   double hessian_seconds, std::vector<LearnCheckpoint>* checkpoints) {
   if (problems.empty()) return absl::InvalidArgumentError("a transform stage needs at least one layer");
   StageTransform out;
   out.first_layer = problems.front().layer;
@@ -139,8 +172,16 @@ absl::StatusOr<StageTransform> LearnStageTransform(const ModelConfig& config,
     for (const LayerProblem& p : problems) ptrs.push_back(&p);
     LocalTransformShare share(config, ptrs, out.layers, options.learn);
     OffsetReducer offset(reducer, rounds_used);
-    absl::StatusOr<MatrixD> r1 =
-        LearnTransforms(out.r1, {&share}, reducer == nullptr ? nullptr : &offset, options.learn, &history);
+    LearnStepCallback keep;
+    if (checkpoints != nullptr) {
+      keep = [&](int steps, const MatrixD& r1) {
+        if (steps % options.checkpoint_every == 0 || steps == options.learn.iterations) {
+          checkpoints->push_back({steps, r1, share.transforms()});
+        }
+      };
+    }
+    absl::StatusOr<MatrixD> r1 = LearnTransforms(out.r1, {&share}, reducer == nullptr ? nullptr : &offset,
+                                                 options.learn, &history, keep);
     if (!r1.ok()) return r1.status();
     out.r1 = *std::move(r1);
     out.layers = share.transforms();
@@ -148,45 +189,17 @@ absl::StatusOr<StageTransform> LearnStageTransform(const ModelConfig& config,
   }
   const double learn_seconds = Seconds(learn_start);
 
-  const MatrixD identity_r1 = MatrixD::Identity(config.hidden_size, config.hidden_size);
-  const LayerTransform identity = IdentityLayerTransform(config);
-  const HeroqObjectiveOptions& obj = options.learn.objective;
-  static constexpr const char* kGroups[4] = {"qkv", "o", "gate_up", "down"};
-  nlohmann::json layers = nlohmann::json::array();
-  double loss_identity = 0, loss_start = 0, loss_learned = 0;
-  for (size_t i = 0; i < problems.size(); ++i) {
-    const LayerProblem& p = problems[i];
-    const LayerObjectiveValue a = EvaluateLayerObjective(config, p, identity_r1, identity, obj, false);
-    const LayerObjectiveValue b = EvaluateLayerObjective(config, p, r1_start, start[i], obj, false);
-    const LayerObjectiveValue c = EvaluateLayerObjective(config, p, out.r1, out.layers[i], obj, false);
-    loss_identity += a.loss;
-    loss_start += b.loss;
-    loss_learned += c.loss;
-    nlohmann::json modules = nlohmann::json::object();
-    for (const LinearModule m : kAllLinearModules) {
-      const int k = static_cast<int>(m);
-      modules[std::string(LinearModuleName(m))] = {{"rtn_rel_error_untransformed", a.quant[k]},
-                                                   {"rtn_rel_error_start", b.quant[k]},
-                                                   {"rtn_rel_error_transformed", c.quant[k]}};
-    }
-    const std::array<MatrixD, 4> ht = TransformedHessians(config, p, out.r1, out.layers[i]);
-    nlohmann::json inputs = nlohmann::json::object();
-    for (int g = 0; g < 4; ++g) {
-      inputs[kGroups[g]] = {{"h", SpectrumJson(SummarizeSpectrum(p.h[g]))},
-                            {"h_transformed", SpectrumJson(SummarizeSpectrum(ht[g]))}};
-    }
-    layers.push_back(
-        {{"layer", p.layer}, {"learning_seconds", layer_seconds[i]}, {"modules", modules}, {"inputs", inputs}});
-  }
+  StageDescription d = DescribeStageTransform(config, problems, r1_start, start, out.r1, out.layers, layer_seconds,
+                                              options.learn.objective);
   out.report = {{"first_layer", out.first_layer},
                 {"end_layer", out.first_layer + static_cast<int>(problems.size())},
                 {"accepted_steps", history.accepted},
                 {"rejected_steps", history.rejected},
-                {"loss", {{"untransformed", loss_identity}, {"start", loss_start}, {"learned", loss_learned}}},
+                {"loss", {{"untransformed", d.loss_identity}, {"start", d.loss_start}, {"learned", d.loss_learned}}},
                 {"loss_history", history.loss},
                 {"starts", starts},
                 {"seconds", {{"hessians", hessian_seconds}, {"learning", learn_seconds}}},
-                {"layers", layers}};
+                {"layers", std::move(d.layers)}};
   return out;
 }
 
@@ -240,7 +253,7 @@ nlohmann::json MergeTransformReports(const TransformOptions& options, const std:
   const nlohmann::json first = parts.empty() ? nlohmann::json::object() : parts.front();
   nlohmann::json history = first.value("loss_history", nlohmann::json::array());
   if (history.empty()) history.push_back(loss[1]);  // no learning: the start is all there is
-  return {{"kind", std::string(TransformKindName(options.kind))},
+  nlohmann::json merged = {{"kind", std::string(TransformKindName(options.kind))},
           {"seed", options.seed},
           {"smooth_alpha", options.smooth_alpha},
           {"objective",
@@ -258,6 +271,9 @@ nlohmann::json MergeTransformReports(const TransformOptions& options, const std:
           {"seconds", {{"hessians", hessians}, {"learning", learning}, {"total", hessians + learning}}},
           {"stages", stages},
           {"layers", layers}};
+  // The validated selection (one process only, for now: validated_selection.h).
+  if (first.contains("selection")) merged["selection"] = first["selection"];
+  return merged;
 }
 
 }  // namespace caliber

@@ -11,8 +11,9 @@ absl::StatusOr<TransformKind> ParseTransformKind(std::string_view name) {
   if (name == "quarot") return TransformKind::kQuaRot;
   if (name == "smoothquant") return TransformKind::kSmoothQuant;
   if (name == "heroq") return TransformKind::kHeroq;
+  if (name == "fold") return TransformKind::kFold;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown transform '", std::string(name), "' (none, quarot, smoothquant, heroq)"));
+      absl::StrCat("unknown transform '", std::string(name), "' (none, quarot, smoothquant, heroq, fold)"));
 }
 
 std::string_view TransformKindName(TransformKind kind) {
@@ -21,6 +22,7 @@ std::string_view TransformKindName(TransformKind kind) {
     case TransformKind::kQuaRot: return "quarot";
     case TransformKind::kSmoothQuant: return "smoothquant";
     case TransformKind::kHeroq: return "heroq";
+    case TransformKind::kFold: return "fold";
   }
   return "none";
 }
@@ -32,6 +34,37 @@ absl::StatusOr<HeroqStart> ParseHeroqStart(std::string_view name) {
 }
 
 std::string_view HeroqStartName(HeroqStart start) { return start == HeroqStart::kBest ? "best" : "hadamard"; }
+
+absl::StatusOr<TransformSelection> ParseTransformSelection(std::string_view name) {
+  if (name == "start") return TransformSelection::kStart;
+  if (name == "validated") return TransformSelection::kValidated;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown transform selection '", std::string(name), "' (start, validated)"));
+}
+
+std::string_view TransformSelectionName(TransformSelection selection) {
+  return selection == TransformSelection::kValidated ? "validated" : "start";
+}
+
+absl::StatusOr<SelectionObjective> ParseSelectionObjective(std::string_view name) {
+  if (name == "learner") return SelectionObjective::kLearner;
+  if (name == "gptq") return SelectionObjective::kGptq;
+  if (name == "nll") return SelectionObjective::kNll;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown selection objective '", std::string(name), "' (learner, gptq, nll)"));
+}
+
+std::string_view SelectionObjectiveName(SelectionObjective objective) {
+  switch (objective) {
+    case SelectionObjective::kGptq:
+      return "gptq";
+    case SelectionObjective::kNll:
+      return "nll";
+    case SelectionObjective::kLearner:
+      break;
+  }
+  return "learner";
+}
 
 absl::Status ValidateTransformOptions(const TransformOptions& o) {
   auto bad = [](const char* what, double v, const char* rule) {
@@ -45,6 +78,13 @@ absl::Status ValidateTransformOptions(const TransformOptions& o) {
     if (!std::isfinite(v) || v < 0) return bad(what, v, "finite and >= 0");
   }
   if (!(o.smooth_alpha >= 0 && o.smooth_alpha <= 1)) return bad("smooth_alpha", o.smooth_alpha, "in [0, 1]");
+  if (!(o.validation_fraction > 0 && o.validation_fraction <= 0.5)) {
+    return bad("validation_fraction", o.validation_fraction, "in (0, 0.5]");
+  }
+  if (o.checkpoint_every < 1) return bad("checkpoint_every", o.checkpoint_every, ">= 1");
+  if (!(o.selection_margin >= 0 && o.selection_margin <= 10)) {
+    return bad("selection_margin", o.selection_margin, "in [0, 10]");
+  }
   return absl::OkStatus();
 }
 

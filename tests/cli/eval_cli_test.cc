@@ -1,9 +1,11 @@
 // `caliber eval` as a user runs it: the real binary, its JSON output and its error messages.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -40,6 +42,12 @@ TEST(EvalCli, JsonOnTokenIds) {
   EXPECT_EQ(j["windows"].get<int>(), 128);
   EXPECT_EQ(j["tokens"].get<int>(), 128 * 255);
   EXPECT_TRUE(j.contains("nll") && j.contains("seconds"));
+  // One NLL per window, whose mean (every window predicts 255 tokens) is the reported NLL.
+  const std::vector<double> windows = j["window_nll"].get<std::vector<double>>();
+  ASSERT_EQ(windows.size(), 128u);
+  double sum = 0;
+  for (const double w : windows) sum += w;
+  EXPECT_NEAR(sum / 128, j["nll"].get<double>(), 1e-12 * j["nll"].get<double>());
 }
 
 TEST(EvalCli, RawTextIsTokenizedWithTheModelsTokenizer) {
@@ -78,6 +86,30 @@ TEST(EvalCli, ActBitsEightQuantizesActivations) {
                             "dynamic INT8), got 4"),
             std::string::npos)
       << bad.output;
+}
+
+// A checkpoint directory with a LoRA adapter inside (gptq_lora writes DIR/adapter) evaluated
+// without --adapter: the base alone is evaluated, and a note on stderr says the adapter was not
+// applied. A directory without one gets no note.
+TEST(EvalCli, NotesAnAdapterThatIsNotApplied) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / ("eval_cli_adapter_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "adapter");
+  for (const auto& entry : std::filesystem::directory_iterator(kModel)) {
+    if (entry.is_regular_file()) std::filesystem::create_symlink(entry.path(), dir / entry.path().filename());
+  }
+  const std::string args = " --tokens " + kModel + "/heldout/heldout_tokens.i32 --max-windows 2";
+  const CommandResult with = Exec("eval --model " + dir.string() + args);
+  EXPECT_EQ(with.exit_code, 0) << with.output;
+  EXPECT_NE(with.output.find("adapter holds a LoRA adapter that is NOT applied; pass --adapter " + dir.string() +
+                             "/adapter"),
+            std::string::npos)
+      << with.output;
+  const CommandResult without = Exec("eval --model " + kModel + args);
+  EXPECT_EQ(without.exit_code, 0) << without.output;
+  EXPECT_EQ(without.output.find("NOT applied"), std::string::npos) << without.output;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(EvalCli, BadInvocationsFailWithPreciseMessages) {

@@ -223,5 +223,46 @@ TEST(CalibrationSet, RejectsBadNsamplesAndSeqLen) {
   EXPECT_THAT(two->tokens, ElementsAre(0, 1));
 }
 
+// Spare windows (validation data of the stream's domain): disjoint from the segments, each the
+// stream's own window, in stream order, a function of (stream, segments, n, seed); the last
+// spare window can be drawn; asking for more than there are is an error naming the counts.
+TEST(CalibrationSet, SpareWindowsAreDisjointFromTheSegments) {
+  const std::vector<int32_t> stream = CountingStream(40, 8, 3);
+  const CalibrationSet segments = *SelectCalibrationSegments(stream, 30, 8, 5, CalibSampling::kRandom);
+  const std::set<int64_t> used(segments.window_index.begin(), segments.window_index.end());
+  std::set<int64_t> seen;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    const CalibrationSet spare = *SelectSpareWindows(stream, segments, 4, seed);
+    EXPECT_EQ(spare.nsamples, 4);
+    EXPECT_EQ(spare.seq_len, 8);
+    ExpectTokensMatchWindows(spare, stream);
+    ExpectDistinctIncreasing(spare.window_index, 40);
+    for (const int64_t w : spare.window_index) {
+      EXPECT_EQ(used.count(w), 0u) << "window " << w << " is a calibration segment";
+      seen.insert(w);
+    }
+    EXPECT_EQ(SelectSpareWindows(stream, segments, 4, seed)->window_index, spare.window_index) << "deterministic";
+  }
+  EXPECT_EQ(seen.size(), 10u) << "20 draws of 4 of the 10 spare windows reach all of them";
+  const CalibrationSet all = *SelectSpareWindows(stream, segments, 10, 0);
+  EXPECT_EQ(all.window_index.size(), 10u);
+  const absl::StatusOr<CalibrationSet> too_many = SelectSpareWindows(stream, segments, 11, 0);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_THAT(std::string(too_many.status().message()),
+              HasSubstr("asked for 11 spare windows of 8 tokens, but the calibration stream has 40 windows of which "
+                        "30 are calibration segments, leaving 10"));
+  EXPECT_FALSE(SelectSpareWindows(stream, segments, 0, 0).ok());
+}
+
+TEST(CalibrationSet, SubsetOfSegmentsKeepsTheGivenOrder) {
+  const std::vector<int32_t> stream = CountingStream(10, 4);
+  const CalibrationSet set = *SelectCalibrationSegments(stream, 5, 4, 1, CalibSampling::kRandom);
+  const CalibrationSet sub = SubsetOfSegments(set, {3, 0});
+  EXPECT_EQ(sub.nsamples, 2);
+  EXPECT_EQ(sub.seq_len, 4);
+  EXPECT_THAT(sub.window_index, ElementsAre(set.window_index[3], set.window_index[0]));
+  ExpectTokensMatchWindows(sub, stream);
+}
+
 }  // namespace
 }  // namespace caliber

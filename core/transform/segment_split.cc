@@ -1,0 +1,54 @@
+#include "core/transform/segment_split.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace caliber {
+namespace {
+
+// SplitMix64 (Steele, Lea, Flood 2014): output fixed by its definition.
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+absl::StatusOr<SegmentSplit> SplitSegments(int nsamples, double fraction, uint64_t seed) {
+  if (nsamples < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a validation hold-out needs at least 2 calibration segments, got ", nsamples));
+  }
+  if (!(fraction > 0 && fraction < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("validation fraction must be in (0, 1), got ", fraction));
+  }
+  const int k = std::clamp(static_cast<int>(std::lround(nsamples * fraction)), 1, nsamples - 1);
+  std::vector<int> order(static_cast<size_t>(nsamples));
+  for (int i = 0; i < nsamples; ++i) order[static_cast<size_t>(i)] = i;
+  uint64_t state = seed ^ kValidationSalt;
+  for (int i = 0; i < k; ++i) {
+    const int j = i + static_cast<int>(SplitMix64(state) % static_cast<uint64_t>(nsamples - i));
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+  }
+  SegmentSplit s;
+  s.validation.assign(order.begin(), order.begin() + k);
+  s.train.assign(order.begin() + k, order.end());
+  std::sort(s.validation.begin(), s.validation.end());
+  std::sort(s.train.begin(), s.train.end());
+  return s;
+}
+
+MatrixF SegmentRows(const MatrixF& rows, int seq_len, const std::vector<int>& segments) {
+  MatrixF out(static_cast<Eigen::Index>(segments.size()) * seq_len, rows.cols());
+  for (size_t i = 0; i < segments.size(); ++i) {
+    out.middleRows(static_cast<Eigen::Index>(i) * seq_len, seq_len) =
+        rows.middleRows(static_cast<Eigen::Index>(segments[i]) * seq_len, seq_len);
+  }
+  return out;
+}
+
+}  // namespace caliber
