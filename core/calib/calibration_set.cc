@@ -4,21 +4,9 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/splitmix64.h"
 
 namespace caliber {
-namespace {
-
-// SplitMix64: a tiny generator whose output is fixed by its definition (std:: distributions
-// are implementation-defined, which would make the draw differ between standard libraries).
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 absl::StatusOr<CalibSampling> ParseCalibSampling(std::string_view name) {
   if (name == "random") return CalibSampling::kRandom;
   if (name == "first") return CalibSampling::kFirst;

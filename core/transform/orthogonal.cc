@@ -4,19 +4,16 @@
 
 #include <Eigen/QR>
 
+#include "core/util/splitmix64.h"
+
 namespace caliber {
 namespace {
 
-// splitmix64: a tiny, portable generator (the same stream everywhere).
+// A portable generator (core/util/splitmix64.h: the same stream everywhere).
 class PortableRng {
  public:
   explicit PortableRng(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  uint64_t Next() { return SplitMix64(state_); }
   // Uniform in (0, 1).
   double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
   // Standard normal by Box–Muller (one of the pair; simplicity over speed).

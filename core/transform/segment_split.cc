@@ -4,20 +4,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/splitmix64.h"
 
 namespace caliber {
-namespace {
-
-// SplitMix64 (Steele, Lea, Flood 2014): output fixed by its definition.
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 absl::StatusOr<SegmentSplit> SplitSegments(int nsamples, double fraction, uint64_t seed) {
   if (nsamples < 2) {
     return absl::InvalidArgumentError(
