@@ -21,6 +21,7 @@
 #include "cli/command_line.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "cli/heldout_nll_scorer.h"
 #include "cli/progress_bar.h"
 #include "core/calib/model_quantizer.h"
 #include "core/eval/perplexity.h"
@@ -340,59 +341,6 @@ struct ModelSource {
   std::unique_ptr<Checkpoint> checkpoint;
 };
 
-// --selection-objective nll (issue 14): each candidate transform is folded into `source`,
-// the model is quantized with the job's method and spec on the training part only, and the
-// quantized checkpoint (written to a scratch sibling of --out, removed after each candidate) is
-// evaluated on the validation part (held-out segments or spare windows), one window per
-// sequence, with the job's activations: exactly what `caliber eval --seq-len SEQ_LEN` computes
-// on those tokens.
-HeldoutNllScorer MakeHeldoutNllScorer(const QuantizePlan& plan, const ModelSource& source,
-                                      const std::string& scratch) {
-  return [&plan, &source, scratch](const ModelTransform& transform, const CalibrationSet& train,
-                                   const CalibrationSet& heldout) -> absl::StatusOr<std::vector<double>> {
-    struct Cleanup {
-      std::string path;
-      ~Cleanup() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-      }
-    } cleanup{scratch};
-    std::error_code ec;
-    if (fs::exists(scratch, ec)) {
-      return absl::AlreadyExistsError(absl::StrCat("scratch directory ", scratch, " already exists; remove it"));
-    }
-    const std::string model_dir = (fs::path(scratch) / "model").string();
-    if (absl::Status s = WriteTransformedModel(source.dir, source.config, *source.checkpoint, transform, model_dir);
-        !s.ok()) {
-      return s;
-    }
-    absl::StatusOr<ModelConfig> config = ModelConfig::FromFile((fs::path(model_dir) / "config.json").string());
-    if (!config.ok()) return config.status();
-    absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Open(model_dir);
-    if (!checkpoint.ok()) return checkpoint.status();
-    std::unique_ptr<QuantizedCheckpointWriter> writer =
-        MakeCheckpointWriter(plan.calibration, *config, **checkpoint, model_dir, (fs::path(scratch) / "q").string(),
-                             {{"quantizer", {"caliber:0.1.0"}}});
-    absl::StatusOr<ModelQuantResult> result =
-        QuantizeModel(*config, **checkpoint, train, plan.calibration,
-                      [&](const LayerQuantResult& layer) { return writer->AddLayer(layer); });
-    if (!result.ok()) return result.status();
-    absl::StatusOr<std::string> staged = writer->Stage();
-    if (!staged.ok()) return staged.status();
-    const std::string adapter = (fs::path(*staged) / "adapter").string();
-    absl::StatusOr<std::unique_ptr<Model>> model = LoadModel(*staged, fs::exists(adapter) ? adapter : "");
-    if (!model.ok()) return model.status();
-    PerplexityOptions options;
-    options.seq_len = heldout.seq_len;
-    options.max_windows = 0;
-    options.act_bits = plan.calibration.act_bits;
-    absl::StatusOr<PerplexityResult> r = EvaluatePerplexity(**model, heldout.tokens, options);
-    if (!r.ok()) return r.status();
-    std::fprintf(stderr, "selection nll: held-out nll %.6f (%d windows)\n", r->nll, r->windows);
-    return r->window_nll;
-  };
-}
-
 // Builds the plan's transform of `source` on the calibration set and writes the transformed
 // model into `dir` (created here); returns the transform's report and the reopened model.
 absl::StatusOr<nlohmann::json> TransformModel(const QuantizePlan& plan, const ModelSource& source,
@@ -406,7 +354,8 @@ absl::StatusOr<nlohmann::json> TransformModel(const QuantizePlan& plan, const Mo
     HeldoutNllScorer score;
     if (plan.transform.selection == TransformSelection::kValidated &&
         plan.transform.selection_objective == SelectionObjective::kNll) {
-      score = MakeHeldoutNllScorer(plan, source, absl::StrCat(dir.path(), "-nll"));
+      score = MakeHeldoutNllScorer(plan.calibration, source.dir, source.config, *source.checkpoint,
+                                   absl::StrCat(dir.path(), "-nll"));
     }
     outcome = BuildModelTransform(source.config, *source.checkpoint, calib, plan.transform,
                                   plan.calibration.batch_seqs, score, validation_windows);
