@@ -2,11 +2,28 @@
 
 #include <algorithm>
 #include <numeric>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/util/splitmix64.h"
 
 namespace caliber {
+namespace {
+
+// The set of the stream's windows `windows` (in that order), each seq_len tokens.
+CalibrationSet WindowsOf(const std::vector<int32_t>& stream, int seq_len, std::vector<int64_t> windows) {
+  CalibrationSet set;
+  set.nsamples = static_cast<int>(windows.size());
+  set.seq_len = seq_len;
+  set.tokens.reserve(windows.size() * static_cast<size_t>(seq_len));
+  for (const int64_t w : windows) {
+    set.tokens.insert(set.tokens.end(), stream.begin() + w * seq_len, stream.begin() + (w + 1) * seq_len);
+  }
+  set.window_index = std::move(windows);
+  return set;
+}
+
+}  // namespace
 absl::StatusOr<CalibSampling> ParseCalibSampling(std::string_view name) {
   if (name == "random") return CalibSampling::kRandom;
   if (name == "first") return CalibSampling::kFirst;
@@ -29,25 +46,13 @@ absl::StatusOr<CalibrationSet> SelectCalibrationSegments(const std::vector<int32
   std::iota(chosen.begin(), chosen.end(), 0);
   if (sampling == CalibSampling::kRandom) {
     uint64_t state = seed;
-    for (int64_t i = 0; i < nsamples; ++i) {
-      const int64_t j = i + static_cast<int64_t>(SplitMix64(state) % static_cast<uint64_t>(windows - i));
-      std::swap(chosen[i], chosen[j]);
-    }
+    PartialShuffle(chosen, static_cast<size_t>(nsamples), state);
     chosen.resize(nsamples);
     std::sort(chosen.begin(), chosen.end());
   } else {
     chosen.resize(nsamples);
   }
-  CalibrationSet set;
-  set.nsamples = nsamples;
-  set.seq_len = seq_len;
-  set.window_index = chosen;
-  set.tokens.reserve(static_cast<size_t>(nsamples) * seq_len);
-  for (const int64_t w : chosen) {
-    set.tokens.insert(set.tokens.end(), stream.begin() + w * seq_len,
-                      stream.begin() + (w + 1) * seq_len);
-  }
-  return set;
+  return WindowsOf(stream, seq_len, std::move(chosen));
 }
 
 absl::StatusOr<CalibrationSet> SelectSpareWindows(const std::vector<int32_t>& stream, const CalibrationSet& segments,
@@ -70,21 +75,10 @@ absl::StatusOr<CalibrationSet> SelectSpareWindows(const std::vector<int32_t>& st
         " windows of which ", segments.window_index.size(), " are calibration segments, leaving ", available));
   }
   uint64_t state = seed;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t j = i + static_cast<int64_t>(SplitMix64(state) % static_cast<uint64_t>(available - i));
-    std::swap(spare[static_cast<size_t>(i)], spare[static_cast<size_t>(j)]);
-  }
+  PartialShuffle(spare, static_cast<size_t>(n), state);
   spare.resize(static_cast<size_t>(n));
   std::sort(spare.begin(), spare.end());
-  CalibrationSet set;
-  set.nsamples = n;
-  set.seq_len = seq_len;
-  set.window_index = spare;
-  set.tokens.reserve(static_cast<size_t>(n) * seq_len);
-  for (const int64_t w : spare) {
-    set.tokens.insert(set.tokens.end(), stream.begin() + w * seq_len, stream.begin() + (w + 1) * seq_len);
-  }
-  return set;
+  return WindowsOf(stream, seq_len, std::move(spare));
 }
 
 CalibrationSet SubsetOfSegments(const CalibrationSet& calib, const std::vector<int>& which) {

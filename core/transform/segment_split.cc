@@ -19,10 +19,7 @@ absl::StatusOr<SegmentSplit> SplitSegments(int nsamples, double fraction, uint64
   std::vector<int> order(static_cast<size_t>(nsamples));
   for (int i = 0; i < nsamples; ++i) order[static_cast<size_t>(i)] = i;
   uint64_t state = seed ^ kValidationSalt;
-  for (int i = 0; i < k; ++i) {
-    const int j = i + static_cast<int>(SplitMix64(state) % static_cast<uint64_t>(nsamples - i));
-    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
-  }
+  PartialShuffle(order, static_cast<size_t>(k), state);
   SegmentSplit s;
   s.validation.assign(order.begin(), order.begin() + k);
   s.train.assign(order.begin() + k, order.end());
